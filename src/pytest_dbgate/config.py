@@ -1,0 +1,279 @@
+"""The gate's options: declared once, read once into a frozen :class:`GateConfig`.
+
+Every setting is a CLI flag ``--dbgate-x`` mirrored by an ini key ``dbgate_x``; the CLI wins over
+the ini, the ini over the environment or the default. Values are compared with ``is not None`` so
+that an explicit ``0`` on the command line is never mistaken for "unset".
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from pytest_dbgate.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    import pytest
+
+Mode = Literal["staging", "production", "lint"]
+MODES: tuple[Mode, ...] = ("staging", "production", "lint")
+
+SOURCE_URL_ENV = "PROD_DATABASE_URL"
+STAGING_URL_ENV = "STAGING_DATABASE_URL"
+
+DEFAULT_MIGRATIONS = "migrations"
+DEFAULT_REPORT_DIR = ".dbgate"
+DEFAULT_POOL_SIZE = 10
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One option: its CLI flag, ini key and help text, declared in one place."""
+
+    name: str
+    help: str
+    ini_type: Literal["string", "paths", "args"] = "string"
+    metavar: str = "VALUE"
+    cli_append: bool = False
+
+    @property
+    def flag(self) -> str:
+        return "--dbgate-" + self.name.replace("_", "-")
+
+    @property
+    def ini(self) -> str:
+        return "dbgate_" + self.name
+
+    @property
+    def dest(self) -> str:
+        return "dbgate_" + self.name
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "migrations",
+        f"folder of the release's migration files (default: {DEFAULT_MIGRATIONS})",
+        metavar="PATH",
+    ),
+    Setting(
+        "source_url",
+        f"URL of the source (production) database, read only (default: ${SOURCE_URL_ENV}; "
+        "unset: an embedded server built from dbgate_seed)",
+        metavar="URL",
+    ),
+    Setting(
+        "staging_url",
+        f"URL of the staging server the snapshot is restored to (default: ${STAGING_URL_ENV}; "
+        "unset: an embedded server)",
+        metavar="URL",
+    ),
+    Setting(
+        "extensions",
+        "extensions the release needs, comma separated on the CLI, space separated in the ini "
+        "(default: those the snapshot and the migrations use)",
+        ini_type="args",
+        metavar="NAMES",
+    ),
+    Setting(
+        "report_dir",
+        f"folder the gate writes its reports to (default: {DEFAULT_REPORT_DIR})",
+        metavar="PATH",
+    ),
+    Setting(
+        "seed",
+        "SQL file or folder of .sql files that builds the embedded source database when no "
+        "source URL is set (repeatable)",
+        ini_type="paths",
+        metavar="PATH",
+        cli_append=True,
+    ),
+    Setting(
+        "pg_bindir",
+        "folder holding pg_ctl, pg_dump and pg_restore (default: found through pg_config, PATH "
+        "and /usr/lib/postgresql/<version>/bin)",
+        metavar="PATH",
+    ),
+    Setting(
+        "pool_size",
+        f"connections the application's pool opens; pool headroom must leave room for it plus "
+        f"the migration and the monitor (default: {DEFAULT_POOL_SIZE})",
+        metavar="N",
+    ),
+)
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Declare ``--dbgate`` and every ``--dbgate-x`` / ``dbgate_x`` pair."""
+    group = parser.getgroup("dbgate", "release gate for PostgreSQL migrations (pytest-dbgate)")
+    group.addoption(
+        "--dbgate",
+        dest="dbgate",
+        choices=MODES,
+        default=None,
+        help="run the release gate: staging (full gate on a refreshed staging copy), "
+        "production (deploy what staging passed), lint (static checks, no database)",
+    )
+    for setting in SETTINGS:
+        group.addoption(
+            setting.flag,
+            dest=setting.dest,
+            action="append" if setting.cli_append else "store",
+            default=None,
+            metavar=setting.metavar,
+            help=setting.help,
+        )
+        parser.addini(setting.ini, setting.help, type=setting.ini_type)
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """Everything the gate was told, resolved to absolute paths and checked values.
+
+    URLs are kept out of ``repr`` because they may carry a password.
+    """
+
+    mode: Mode
+    rootdir: Path
+    migrations: Path
+    report_dir: Path
+    source_url: str | None = field(repr=False)
+    source_url_setting: str
+    staging_url: str | None = field(repr=False)
+    staging_url_setting: str
+    extensions: tuple[str, ...] | None
+    seed: tuple[Path, ...]
+    pg_bindir: Path | None
+    pool_size: int
+
+    @property
+    def embedded_source(self) -> bool:
+        return self.source_url is None
+
+    @property
+    def embedded_staging(self) -> bool:
+        return self.staging_url is None
+
+
+def read_config(config: pytest.Config) -> GateConfig | None:
+    """Read the gate's settings, or ``None`` when ``--dbgate`` is not given."""
+    mode = config.getoption("dbgate")
+    if mode is None:
+        return None
+    reader = _Reader(config)
+    source_url, source_setting = reader.url("source_url", SOURCE_URL_ENV)
+    staging_url, staging_setting = reader.url("staging_url", STAGING_URL_ENV)
+    extensions = reader.extensions()
+    return GateConfig(
+        mode=mode,
+        rootdir=config.rootpath,
+        migrations=reader.path("migrations", DEFAULT_MIGRATIONS),
+        report_dir=reader.path("report_dir", DEFAULT_REPORT_DIR),
+        source_url=source_url,
+        source_url_setting=source_setting,
+        staging_url=staging_url,
+        staging_url_setting=staging_setting,
+        extensions=extensions,
+        seed=reader.seed(),
+        pg_bindir=reader.optional_path("pg_bindir"),
+        pool_size=reader.non_negative_int("pool_size", DEFAULT_POOL_SIZE),
+    )
+
+
+class _Reader:
+    """CLI over ini over default, with paths resolved against where each was written."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self._config = config
+        self._cwd = config.invocation_params.dir
+        self._inidir = config.inipath.parent if config.inipath else config.rootpath
+
+    def _cli(self, name: str) -> object:
+        return self._config.getoption("dbgate_" + name)
+
+    def _ini(self, name: str) -> object:
+        value = self._config.getini("dbgate_" + name)
+        if value in ("", [], None):
+            return None
+        return value
+
+    def path(self, name: str, default: str) -> Path:
+        found = self.optional_path(name)
+        return found if found is not None else (self._inidir / default).resolve()
+
+    def optional_path(self, name: str) -> Path | None:
+        cli = self._cli(name)
+        if cli is not None:
+            return (self._cwd / str(cli)).resolve()
+        ini = self._ini(name)
+        if ini is not None:
+            return (self._inidir / str(ini)).resolve()
+        return None
+
+    def seed(self) -> tuple[Path, ...]:
+        cli = self._cli("seed")
+        if cli is not None:
+            assert isinstance(cli, list)
+            return tuple((self._cwd / str(p)).resolve() for p in cli)
+        ini = self._ini("seed")
+        if ini is not None:
+            assert isinstance(ini, list)
+            return tuple(Path(p).resolve() for p in ini)
+        return ()
+
+    def url(self, name: str, env: str) -> tuple[str | None, str]:
+        cli = self._cli(name)
+        flag = "--dbgate-" + name.replace("_", "-")
+        if cli is not None:
+            return _nonempty(str(cli)), flag
+        ini = self._ini(name)
+        if ini is not None:
+            value = str(ini)
+            if _has_password(value):
+                raise ConfigError.password_in_ini("dbgate_" + name)
+            return _nonempty(value), "dbgate_" + name
+        return _nonempty(os.environ.get(env)), f"${env}"
+
+    def extensions(self) -> tuple[str, ...] | None:
+        cli = self._cli("extensions")
+        if cli is not None:
+            names = [n.strip() for n in str(cli).split(",")]
+        else:
+            ini = self._ini("extensions")
+            if ini is None:
+                return None
+            assert isinstance(ini, list)
+            names = [str(n).strip().rstrip(",") for n in ini]
+        return tuple(dict.fromkeys(n for n in names if n))
+
+    def non_negative_int(self, name: str, default: int) -> int:
+        cli = self._cli(name)
+        raw = cli if cli is not None else self._ini(name)
+        if raw is None:
+            return default
+        try:
+            value = int(str(raw))
+        except ValueError:
+            value = -1
+        if value < 0:
+            raise ConfigError.bad_value(
+                "--dbgate-" + name.replace("_", "-"), str(raw), "a whole number, 0 or more"
+            )
+        return value
+
+
+def _nonempty(value: str | None) -> str | None:
+    if value is None or not value.strip():
+        return None
+    return value.strip()
+
+
+def _has_password(url: str) -> bool:
+    """Whether a URL or key=value connection string carries a password."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        return bool(conninfo_to_dict(url).get("password"))
+    except Exception:
+        return False

@@ -1,0 +1,507 @@
+"""The release criteria: what each generated test checks, and what it says when it fails.
+
+A criterion names the gate steps it needs (prepared before it runs, so a broken prerequisite shows
+as a skip or an error, not as this criterion failing) and checks one thing, returning the figures
+it measured. A failure message names the object and the fix.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import psycopg
+from psycopg import sql
+
+from pytest_dbgate.exceptions import CriterionFailed, Figure
+from pytest_dbgate.gate import (
+    RUNNER,
+    SNAPSHOT,
+    SOURCE,
+    STAGING_SERVER,
+    Database,
+    Gate,
+    StepFailed,
+    migration_step,
+)
+from pytest_dbgate.migrations import Migration
+from pytest_dbgate.runner import TRACKING, Status
+
+Figures = dict[str, Figure]
+Conn = psycopg.Connection[tuple[object, ...]]
+
+USER_SCHEMAS = (
+    "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)'"
+)
+
+
+class DbgateWarning(UserWarning):
+    """Something a release engineer should see that does not fail the gate."""
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """One generated test."""
+
+    stage: ClassVar[str]
+    name: str
+    path: Path
+    requires: tuple[str, ...] = ()
+    owns: tuple[str, ...] = ()
+    needs_migrations: bool = field(default=False, kw_only=True)
+
+    def check(self, gate: Gate) -> Figures:
+        raise NotImplementedError
+
+
+# -- refresh -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SourceReachable(Criterion):
+    stage: ClassVar[str] = "refresh"
+
+    def check(self, gate: Gate) -> Figures:
+        source = gate.source()
+        row = source.conn.execute("SHOW transaction_read_only").fetchone()
+        read_only = row is not None and str(row[0]) == "on"
+        figures: Figures = {
+            "source": source.where,
+            "server_version": source.identity.version,
+            "read_only": read_only,
+        }
+        if not read_only:
+            raise CriterionFailed(
+                f"the session on the source {source.where} is not read only: the connection "
+                "path drops startup options (a transaction-mode pooler does this)\n"
+                "  connect the gate to the source directly, or through a session-mode pool",
+                figures,
+            )
+        return figures
+
+
+@dataclass(frozen=True)
+class SnapshotRestored(Criterion):
+    stage: ClassVar[str] = "refresh"
+
+    def check(self, gate: Gate) -> Figures:
+        snap = gate.snapshot()
+        figures: Figures = {
+            "staging_database": snap.staging.display(),
+            "tables": len(snap.tables),
+            "rows_source": snap.source_rows,
+            "rows_staging": snap.staging_rows,
+            "dump_bytes": snap.dump_bytes,
+            "dump_seconds": round(snap.dump_seconds, 3),
+            "restore_seconds": round(snap.restore_seconds, 3),
+        }
+        if snap.restore_warnings:
+            figures["restore_warnings"] = len(snap.restore_warnings)
+        wrong = snap.mismatched
+        if wrong:
+            lines = [
+                f"    {t.qualified}: source {t.source_rows} rows, staging "
+                + ("missing" if t.staging_rows < 0 else f"{t.staging_rows} rows")
+                for t in wrong[:15]
+            ]
+            more = f"\n    … and {len(wrong) - 15} more" if len(wrong) > 15 else ""
+            raise CriterionFailed(
+                f"{len(wrong)} restored table(s) do not have the source's row count:\n"
+                + "\n".join(lines)
+                + more
+                + "\n  check pg_restore's messages above and that the staging role may create "
+                "every object the source has",
+                figures,
+            )
+        return figures
+
+
+@dataclass(frozen=True)
+class VersionsMatch(Criterion):
+    stage: ClassVar[str] = "refresh"
+
+    def check(self, gate: Gate) -> Figures:
+        source, staging = gate.source().identity, gate.staging_server().identity
+        figures: Figures = {
+            "source_version": source.version,
+            "staging_version": staging.version,
+            "client_version": gate.binaries.major,
+        }
+        if source.major != staging.major:
+            raise CriterionFailed(
+                f"the source runs PostgreSQL {source.version} and staging {staging.version}: "
+                "the major versions must match, or staging proves nothing about production\n"
+                f"  run staging on PostgreSQL {source.major} (embedded: install its server "
+                "package and point --dbgate-pg-bindir at it)",
+                figures,
+            )
+        if source.version_num != staging.version_num:
+            figures["minor_mismatch"] = True
+            warnings.warn(
+                DbgateWarning(
+                    f"minor versions differ: source {source.version}, staging {staging.version}"
+                ),
+                stacklevel=1,
+            )
+        return figures
+
+
+EXTENSION_STATUS = """
+SELECT
+    (SELECT extversion FROM pg_extension WHERE extname = %(name)s),
+    (SELECT default_version FROM pg_available_extensions WHERE name = %(name)s),
+    coalesce((SELECT bool_or(trusted) FROM pg_available_extension_versions
+              WHERE name = %(name)s), false),
+    (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),
+    has_database_privilege(current_database(), 'CREATE'),
+    current_user, current_database()
+"""
+
+
+@dataclass(frozen=True)
+class ExtensionAvailable(Criterion):
+    stage: ClassVar[str] = "refresh"
+    extension: str = ""
+
+    def check(self, gate: Gate) -> Figures:
+        source = gate.source()
+        staging_conn = gate.staging_connection()
+        figures: Figures = {}
+        problems: list[str] = []
+        sides: Sequence[tuple[str, Conn, Database]] = (
+            ("source", source.conn, source),
+            ("staging", staging_conn, gate.staging_server()),
+        )
+        for side, conn, database in sides:
+            installed, available, trusted, superuser, may_create, user, dbname = (
+                conn.execute(EXTENSION_STATUS, {"name": self.extension}).fetchone() or ()
+            )
+            figures[f"{side}_installed"] = str(installed or "no")
+            figures[f"{side}_available"] = str(available or "no")
+            if installed:
+                continue
+            if not available:
+                problems.append(
+                    f"{self.extension} is not installed on the {side} server {database.where} "
+                    f"and cannot be: the server has no such extension\n"
+                    f"    install the package that provides it on that server (Debian: "
+                    f"postgresql-contrib, or postgresql-{database.identity.major}-"
+                    f"{self.extension})"
+                )
+            elif not (superuser or (trusted and may_create)):
+                problems.append(
+                    f"{self.extension} is not installed in {dbname} on the {side} server "
+                    f"{database.where}, and role {user} may not create it (not a superuser"
+                    + ("" if trusted else f"; {self.extension} is not a trusted extension")
+                    + ")\n"
+                    f'    have an administrator run CREATE EXTENSION "{self.extension}" there'
+                )
+        if problems:
+            raise CriterionFailed("\n  ".join(problems), figures)
+        if (
+            figures["source_installed"] != "no"
+            and figures["staging_installed"] != "no"
+            and figures["source_installed"] != figures["staging_installed"]
+        ):
+            warnings.warn(
+                DbgateWarning(
+                    f"extension {self.extension}: source has version "
+                    f"{figures['source_installed']}, staging {figures['staging_installed']}"
+                ),
+                stacklevel=1,
+            )
+        return figures
+
+
+# -- connect -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StagingReachable(Criterion):
+    stage: ClassVar[str] = "connect"
+
+    def check(self, gate: Gate) -> Figures:
+        import time
+
+        server = gate.staging_server()
+        started = time.monotonic()
+        conn = gate.staging_connection(purpose="app check")
+        row = conn.execute("SELECT current_user, current_database()").fetchone() or ("", "")
+        elapsed_ms = (time.monotonic() - started) * 1000
+        return {
+            "staging": server.where,
+            "user": str(row[0]),
+            "database": str(row[1]),
+            "connect_ms": round(elapsed_ms, 1),
+        }
+
+
+POOL = """
+SELECT current_setting('max_connections')::int,
+       current_setting('superuser_reserved_connections')::int,
+       (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'),
+       (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),
+       (SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user),
+       (SELECT count(*) FROM pg_stat_activity
+        WHERE backend_type = 'client backend' AND usename = current_user)
+"""
+
+GATE_CONNECTIONS = 2  # the migration session and the lock monitor
+
+
+@dataclass(frozen=True)
+class PoolHeadroom(Criterion):
+    stage: ClassVar[str] = "connect"
+    pool_size: int = 0
+
+    def check(self, gate: Gate) -> Figures:
+        server = gate.staging_server()
+        max_conn, reserved, in_use, superuser, role_limit, role_in_use = server.conn.execute(
+            POOL
+        ).fetchone() or (0, 0, 0, False, -1, 0)
+        usable = int(str(max_conn)) - (0 if superuser else int(str(reserved)))
+        headroom = usable - int(str(in_use))
+        limit_note = ""
+        if int(str(role_limit)) >= 0:
+            role_room = int(str(role_limit)) - int(str(role_in_use))
+            if role_room < headroom:
+                headroom = role_room
+                limit_note = f" (role connection limit {role_limit}, {role_in_use} in use)"
+        needed = self.pool_size + GATE_CONNECTIONS
+        figures: Figures = {
+            "max_connections": int(str(max_conn)),
+            "reserved": int(str(reserved)),
+            "in_use": int(str(in_use)),
+            "headroom": headroom,
+            "needed": needed,
+        }
+        if headroom < needed:
+            raise CriterionFailed(
+                f"staging {server.where} has room for {headroom} more connection(s){limit_note}: "
+                f"max_connections {max_conn}, {reserved} reserved, {in_use} in use; the migration "
+                f"and the monitor need {GATE_CONNECTIONS} and the application pool "
+                f"{self.pool_size}\n"
+                "  raise max_connections (or the role's CONNECTION LIMIT), close idle sessions, "
+                "or lower the pool size (dbgate_pool_size) to what the app really opens",
+                figures,
+            )
+        return figures
+
+
+# -- migrate -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MigrationApplied(Criterion):
+    stage: ClassVar[str] = "migrate"
+    migration: Migration | None = None
+    index: int = 0
+
+    def check(self, gate: Gate) -> Figures:
+        assert self.migration is not None
+        outcome = gate.outcome(self.index)
+        m = self.migration
+        figures: Figures = {
+            "file": gate.rel(m),
+            "checksum": m.checksum,
+            "status": outcome.status.value,
+            "statements": len(m.statements),
+            "transaction": "single" if m.transactional else "per statement",
+        }
+        if outcome.status is Status.APPLIED:
+            figures["duration_ms"] = round(outcome.duration_ms, 1)
+        if outcome.status is Status.NOT_APPLIED:
+            blocker = outcome.blocked_by
+            assert blocker is not None
+            raise StepFailed(migration_step(blocker.migration), blocker.describe_failure(gate.rel))
+        if not outcome.ok:
+            raise CriterionFailed(outcome.describe_failure(gate.rel), figures)
+        return figures
+
+
+# -- schema --------------------------------------------------------------------------------
+
+
+UNVALIDATED = f"""
+SELECT CASE WHEN c.conrelid <> 0 THEN c.conrelid::regclass::text
+            ELSE format_type(c.contypid, NULL) END,
+       quote_ident(c.conname),
+       c.contype::text,
+       c.conrelid <> 0
+FROM pg_constraint c
+JOIN pg_namespace n ON n.oid = c.connamespace
+WHERE c.contype IN ('f', 'u', 'c') AND NOT c.convalidated AND {USER_SCHEMAS}
+ORDER BY 1, 2
+"""
+
+CONSTRAINT_COUNT = f"""
+SELECT count(*) FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
+WHERE c.contype IN ('f', 'u', 'c') AND {USER_SCHEMAS}
+"""
+
+KINDS = {"f": "foreign key", "u": "unique", "c": "check"}
+
+
+@dataclass(frozen=True)
+class ConstraintsValidated(Criterion):
+    stage: ClassVar[str] = "schema"
+
+    def check(self, gate: Gate) -> Figures:
+        conn = gate.staging_connection()
+        rows = conn.execute(UNVALIDATED).fetchall()
+        total = conn.execute(CONSTRAINT_COUNT).fetchone()
+        figures: Figures = {
+            "constraints": int(str(total[0])) if total else 0,
+            "not_validated": len(rows),
+        }
+        if rows:
+            listed = "\n".join(
+                f"    {owner}.{name} ({KINDS.get(str(kind), str(kind))})"
+                for owner, name, kind, _ in rows
+            )
+            fixes = "\n".join(
+                f"    ALTER {'TABLE' if on_table else 'DOMAIN'} {owner} VALIDATE CONSTRAINT {name};"
+                for owner, name, _, on_table in rows
+            )
+            raise CriterionFailed(
+                f"{len(rows)} constraint(s) are NOT VALID: existing rows were never checked "
+                f"against them\n{listed}\n"
+                "  fix: validate them in a migration (VALIDATE takes SHARE UPDATE EXCLUSIVE: "
+                f"reads and writes go on)\n{fixes}",
+                figures,
+            )
+        return figures
+
+
+BROKEN_INDEXES = f"""
+SELECT i.indexrelid::regclass::text, i.indrelid::regclass::text, i.indisvalid, i.indisready,
+       pg_get_indexdef(i.indexrelid)
+FROM pg_index i
+JOIN pg_class c ON c.oid = i.indexrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE NOT (i.indisvalid AND i.indisready) AND {USER_SCHEMAS}
+ORDER BY 1
+"""
+
+INDEX_COUNT = f"""
+SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {USER_SCHEMAS}
+"""
+
+
+@dataclass(frozen=True)
+class IndexesValid(Criterion):
+    stage: ClassVar[str] = "schema"
+
+    def check(self, gate: Gate) -> Figures:
+        conn = gate.staging_connection()
+        rows = conn.execute(BROKEN_INDEXES).fetchall()
+        total = conn.execute(INDEX_COUNT).fetchone()
+        figures: Figures = {"indexes": int(str(total[0])) if total else 0, "broken": len(rows)}
+        if rows:
+            lines = []
+            for index, table, valid, _ready, definition in rows:
+                state = "not valid" if not valid else "not ready"
+                concurrent = str(definition).replace(" INDEX ", " INDEX CONCURRENTLY ", 1)
+                lines.append(
+                    f"    {index} on {table} ({state}; usually a CREATE INDEX CONCURRENTLY that "
+                    f"failed or was cancelled)\n"
+                    f"      fix: REINDEX INDEX CONCURRENTLY {index};\n"
+                    f"       or: DROP INDEX CONCURRENTLY {index}; {concurrent};"
+                )
+            raise CriterionFailed(
+                f"{len(rows)} index(es) are not valid and ready: queries cannot use them, "
+                "writes still maintain them\n" + "\n".join(lines),
+                figures,
+            )
+        return figures
+
+
+@dataclass(frozen=True)
+class MigrationsRecorded(Criterion):
+    stage: ClassVar[str] = "schema"
+    migrations: tuple[Migration, ...] = ()
+
+    def check(self, gate: Gate) -> Figures:
+        conn = gate.staging_connection()
+        rows = conn.execute(
+            sql.SQL("SELECT version, checksum, success FROM {} ORDER BY version").format(TRACKING)
+        ).fetchall()
+        recorded = {str(v): (str(c), bool(s)) for v, c, s in rows}
+        files = {m.version for m in self.migrations}
+        problems = []
+        for m in self.migrations:
+            entry = recorded.get(m.version)
+            if entry is None:
+                problems.append(f"    {m.id}: not recorded")
+            elif not entry[1]:
+                problems.append(f"    {m.id}: recorded as failed")
+            elif entry[0] != m.checksum:
+                problems.append(
+                    f"    {m.id}: recorded checksum {entry[0][:12]}… differs from the file's "
+                    f"{m.checksum[:12]}…"
+                )
+        orphans = sorted(v for v in recorded if v not in files)
+        figures: Figures = {
+            "files": len(self.migrations),
+            "recorded": sum(1 for v, (_, ok) in recorded.items() if ok and v in files),
+            "tracking_table": "dbgate.migrations",
+        }
+        if orphans:
+            figures["recorded_without_file"] = ", ".join(orphans)
+        if problems:
+            raise CriterionFailed(
+                f"{len(problems)} migration(s) are not recorded as applied in dbgate.migrations "
+                "with the file's checksum:\n" + "\n".join(problems),
+                figures,
+            )
+        return figures
+
+
+# -- the checklist -------------------------------------------------------------------------
+
+
+def staging_checklist(gate: Gate, extensions: Sequence[str]) -> list[Criterion]:
+    """Every criterion of a staging gate, in the order a release engineer reads them."""
+    migrations = gate.migrations
+    where = gate.config.migrations
+    pool_size = gate.config.pool_size
+    checklist: list[Criterion] = [
+        SourceReachable("source_reachable", where, owns=(SOURCE,)),
+        SnapshotRestored("snapshot_restored", where, (SOURCE, STAGING_SERVER), (SNAPSHOT,)),
+        VersionsMatch("versions_match", where, (SOURCE, STAGING_SERVER)),
+        *(
+            ExtensionAvailable(f"extension[{name}]", where, (SOURCE, SNAPSHOT), extension=name)
+            for name in extensions
+        ),
+        StagingReachable("staging_reachable", where, (SNAPSHOT,), (STAGING_SERVER,)),
+        PoolHeadroom("pool_headroom", where, (STAGING_SERVER,), pool_size=pool_size),
+    ]
+    for index, migration in enumerate(migrations):
+        owns = (migration_step(migration),) + ((RUNNER,) if index == 0 else ())
+        checklist.append(
+            MigrationApplied(
+                f"applied[{migration.id}]",
+                migration.path,
+                (SNAPSHOT, RUNNER),
+                owns,
+                migration=migration,
+                index=index,
+            )
+        )
+    schema_needs = (SNAPSHOT, RUNNER)
+    checklist += [
+        ConstraintsValidated("constraints_validated", where, schema_needs, needs_migrations=True),
+        IndexesValid("indexes_valid_and_ready", where, schema_needs, needs_migrations=True),
+        MigrationsRecorded(
+            "migrations_recorded",
+            where,
+            schema_needs,
+            needs_migrations=True,
+            migrations=tuple(migrations),
+        ),
+    ]
+    return checklist

@@ -1,0 +1,276 @@
+"""Errors that say what went wrong and what to do about it.
+
+Every error a user can cause or meet (bad configuration, a missing tool, an unreachable server,
+a malformed migration) is raised through a named constructor here, so the wording, and above all
+the remedy, lives in one place and never contains a password.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+Figure = str | int | float | bool
+
+
+class DbgateError(Exception):
+    """A problem the user can fix; ``str()`` is the whole message: what is wrong, what to do."""
+
+    def __init__(self, problem: str, remedy: str) -> None:
+        self.problem = problem
+        self.remedy = remedy
+        super().__init__(f"{problem}\n  what to do: {remedy}")
+
+
+class ConfigError(DbgateError):
+    """The gate's configuration or input files are wrong; nothing has been touched yet."""
+
+    @classmethod
+    def mode_unavailable(cls, mode: str) -> ConfigError:
+        return cls(
+            f"--dbgate={mode} is not available in this version of pytest-dbgate",
+            "run `pytest --dbgate=staging` to gate the release on a staging copy",
+        )
+
+    @classmethod
+    def bad_value(cls, option: str, value: str, expected: str) -> ConfigError:
+        return cls(f"{option} has an invalid value {value!r}", f"give {expected}")
+
+    @classmethod
+    def bad_url(cls, option: str, reason: str) -> ConfigError:
+        return cls(
+            f"{option} is not a valid PostgreSQL connection URL ({reason})",
+            "use the form postgresql://user@host:port/dbname (password from the environment)",
+        )
+
+    @classmethod
+    def password_in_ini(cls, option: str) -> ConfigError:
+        return cls(
+            f"the ini setting {option} contains a password; configuration files end up in the "
+            "repository, secrets must not",
+            "remove the password from the ini file and provide it through the environment "
+            "(PGPASSWORD, ~/.pgpass, or the whole URL in PROD_DATABASE_URL / STAGING_DATABASE_URL)",
+        )
+
+    @classmethod
+    def staging_is_source(cls) -> ConfigError:
+        return cls(
+            "the staging URL is the same as the source (production) URL; the gate would restore "
+            "and migrate the production database",
+            "point --dbgate-staging-url / STAGING_DATABASE_URL at a separate staging server, or "
+            "leave it unset to use an embedded staging server",
+        )
+
+    @classmethod
+    def no_source(cls) -> ConfigError:
+        return cls(
+            "there is no source database to gate against: no source URL and no seed for an "
+            "embedded source",
+            "set PROD_DATABASE_URL (or --dbgate-source-url / dbgate_source_url), or name the SQL "
+            "files that build an embedded source with --dbgate-seed / dbgate_seed",
+        )
+
+    @classmethod
+    def seed_missing(cls, path: Path) -> ConfigError:
+        return cls(
+            f"the seed path {path} does not exist",
+            "point --dbgate-seed / dbgate_seed at a .sql file or a folder of .sql files",
+        )
+
+    @classmethod
+    def migrations_missing(cls, path: Path) -> ConfigError:
+        return cls(
+            f"the migrations folder {path} does not exist",
+            "create it, or point --dbgate-migrations / dbgate_migrations at the folder that "
+            "holds the release's migration files",
+        )
+
+    @classmethod
+    def migrations_empty(cls, path: Path) -> ConfigError:
+        return cls(
+            f"the migrations folder {path} holds no migration files (<version>_<name>.sql)",
+            "add the release's migrations, or point --dbgate-migrations at the right folder",
+        )
+
+    @classmethod
+    def not_a_migration(cls, path: Path) -> ConfigError:
+        return cls(
+            f"{path} is not named like a migration (<version>_<name>.sql, e.g. "
+            "20250115150000_add_categories.sql)",
+            "rename it with a numeric version prefix, or move it out of the migrations folder",
+        )
+
+    @classmethod
+    def duplicate_version(cls, version: str, paths: Iterable[Path]) -> ConfigError:
+        names = ", ".join(str(p) for p in paths)
+        return cls(
+            f"migration version {version} is used by more than one file: {names}",
+            "give each migration its own version",
+        )
+
+    @classmethod
+    def malformed_migration(cls, path: Path, line: int, message: str) -> ConfigError:
+        return cls(
+            f"{path}:{line}: the migration does not parse: {message}",
+            "fix the SQL; no migration was applied",
+        )
+
+    @classmethod
+    def bad_directive(cls, path: Path, line: int, text: str, known: Iterable[str]) -> ConfigError:
+        return cls(
+            f"{path}:{line}: unknown or malformed dbgate directive {text!r}",
+            f"use one of: {', '.join(known)}",
+        )
+
+    @classmethod
+    def empty_migration(cls, path: Path) -> ConfigError:
+        return cls(
+            f"{path} holds no SQL statement",
+            "add the migration's statements or remove the file",
+        )
+
+
+class ToolError(DbgateError):
+    """A PostgreSQL program the gate needs is missing or unusable."""
+
+    @classmethod
+    def binary_missing(cls, names: str, tried: Iterable[str]) -> ToolError:
+        where = "; ".join(tried) or "nowhere"
+        return cls(
+            f"the PostgreSQL programs the gate needs ({names}) were not found together in any "
+            f"of: {where}",
+            "install the PostgreSQL server and client packages (Debian/Ubuntu: "
+            "`apt-get install postgresql postgresql-contrib`), or point --dbgate-pg-bindir at the "
+            "folder that holds pg_ctl, pg_dump and pg_restore",
+        )
+
+    @classmethod
+    def client_too_old(cls, name: str, client_major: int, server_major: int) -> ToolError:
+        return cls(
+            f"{name} {client_major} cannot dump or restore a PostgreSQL {server_major} server",
+            f"install the PostgreSQL {server_major} client programs (Debian/Ubuntu: "
+            f"postgresql-client-{server_major}) or point --dbgate-pg-bindir at them",
+        )
+
+
+class ProvisioningError(DbgateError):
+    """An embedded PostgreSQL server could not be set up."""
+
+    @classmethod
+    def no_server_user(cls, name: str) -> ProvisioningError:
+        return cls(
+            f"PostgreSQL refuses to run as root and there is no unprivileged account {name!r} to "
+            "run the embedded servers as",
+            f"create it (`useradd --system {name}`; installing the postgresql package does this), "
+            "or run pytest as an unprivileged user",
+        )
+
+    @classmethod
+    def cluster_failed(cls, role: str, reason: str, log_tail: str) -> ProvisioningError:
+        log = f"\n  server log:\n{log_tail}" if log_tail else ""
+        return cls(
+            f"the embedded {role} server did not start: {reason}{log}",
+            "check that the PostgreSQL server package (and postgresql-contrib, for "
+            "pg_stat_statements) is installed and that /tmp is writable",
+        )
+
+    @classmethod
+    def seed_failed(cls, path: Path, line: int | None, message: str) -> ProvisioningError:
+        where = f"{path}:{line}" if line else str(path)
+        return cls(
+            f"loading the seed into the embedded source failed at {where}: {message}",
+            "fix the seed SQL (dbgate_seed)",
+        )
+
+
+class ConnectError(DbgateError):
+    """A server could not be reached or refused the gate's credentials."""
+
+    @classmethod
+    def unreachable(cls, role: str, where: str, cause: str, setting: str) -> ConnectError:
+        lowered = cause.lower()
+        if "password authentication failed" in lowered or "no password supplied" in lowered:
+            remedy = f"check the user and password of {setting} (or PGPASSWORD / ~/.pgpass)"
+        elif "does not exist" in lowered and "database" in lowered:
+            remedy = f"check the database name in {setting}"
+        elif "timeout" in lowered or "refused" in lowered or "could not translate" in lowered:
+            remedy = (
+                f"check host and port in {setting}, and that the server is running and reachable"
+            )
+        else:
+            remedy = f"check {setting} and that the server accepts connections from this machine"
+        first_line = cause.strip().splitlines()[0] if cause.strip() else "no reason given"
+        return cls(f"cannot connect to the {role} database {where}: {first_line}", remedy)
+
+
+class SafetyError(DbgateError):
+    """The gate refuses to do something that could damage data it does not own."""
+
+    @classmethod
+    def staging_is_production(cls, where: str) -> SafetyError:
+        return cls(
+            f"the staging server {where} is the production (source) server; the gate refuses to "
+            "create, restore or migrate databases there",
+            "point the staging URL at a separate server, or leave it unset to use an embedded "
+            "staging server",
+        )
+
+    @classmethod
+    def database_not_ours(cls, dbname: str, where: str) -> SafetyError:
+        return cls(
+            f"the database {dbname!r} already exists on {where} and was not created by "
+            "pytest-dbgate",
+            "drop or rename it yourself if it is disposable, or use another staging server",
+        )
+
+    @classmethod
+    def gate_running(cls, where: str) -> SafetyError:
+        return cls(
+            f"another pytest-dbgate run holds the gate lock on {where}",
+            "wait for it to finish; two gate runs against the same target must not interleave",
+        )
+
+    @classmethod
+    def cannot_create_database(cls, where: str, cause: str) -> SafetyError:
+        return cls(
+            f"the staging role cannot create the gate's database on {where}: {cause}",
+            "grant the role CREATEDB on the staging server (ALTER ROLE … CREATEDB)",
+        )
+
+
+class RefreshError(DbgateError):
+    """Dumping the source or restoring the snapshot failed."""
+
+    @classmethod
+    def dump_failed(cls, where: str, stderr: str) -> RefreshError:
+        return cls(
+            f"pg_dump of {where} failed:\n{_indent(stderr)}",
+            "check that the source role may read every table (pg_read_all_data) and that "
+            "pg_dump's version is at least the server's",
+        )
+
+    @classmethod
+    def restore_failed(cls, where: str, stderr: str) -> RefreshError:
+        return cls(
+            f"pg_restore into {where} failed:\n{_indent(stderr)}",
+            "make sure the staging server has the extensions and the PostgreSQL major version "
+            "the source uses",
+        )
+
+
+class CriterionFailed(Exception):
+    """A release criterion does not hold: a verdict, not a crash.
+
+    It carries the figures measured on the way, so they land in the JUnit report of the failing
+    item as well as of the passing ones.
+    """
+
+    def __init__(self, message: str, figures: Mapping[str, Figure] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.figures: dict[str, Figure] = dict(figures or {})
+
+
+def _indent(text: str, prefix: str = "    ") -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return "\n".join(prefix + line for line in lines[-20:])

@@ -1,0 +1,287 @@
+"""The gate run's state: expensive steps done once, lazily, for whichever item needs them first.
+
+Each step (start or reach the source, reach the staging server, dump and restore, apply
+migrations) is memoised with its result *or* its error. Every step has an owner, the generated
+item that reports it: when a step fails, its owner fails with the message, and the items that
+needed it are skipped with a pointer to the owner, or, when the owner was deselected, error out
+with the message themselves. So no selection of items can silently skip a failure.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import psycopg
+
+from pytest_dbgate import __version__
+from pytest_dbgate.binaries import PgBinaries, client_for, find_binaries
+from pytest_dbgate.config import GateConfig
+from pytest_dbgate.connections import Endpoint, connect
+from pytest_dbgate.exceptions import ConfigError, DbgateError, SafetyError
+from pytest_dbgate.migrations import Migration, discover, extensions_in
+from pytest_dbgate.provisioning import (
+    EMBEDDED_SOURCE_DB,
+    ServerIdentity,
+    check_can_run_servers,
+    create_gate_database,
+    embedded_server,
+    gate_database_name,
+    load_seed,
+    seed_files,
+    server_identity,
+    take_gate_lock,
+)
+from pytest_dbgate.runner import Outcome, Runner
+from pytest_dbgate.snapshot import Snapshot, refresh
+
+T = TypeVar("T")
+Conn = psycopg.Connection[tuple[object, ...]]
+Progress = Callable[[str], None]
+
+SOURCE = "source"
+STAGING_SERVER = "staging_server"
+SNAPSHOT = "snapshot"
+RUNNER = "runner"
+
+
+def migration_step(migration: Migration) -> str:
+    return f"migration:{migration.id}"
+
+
+class StepFailed(Exception):
+    """A step failed; ``step`` is the one whose owner reports it (maybe an earlier one)."""
+
+    def __init__(self, step: str, message: str) -> None:
+        super().__init__(message)
+        self.step = step
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Database:
+    """A database the gate holds a session on."""
+
+    endpoint: Endpoint
+    conn: Conn
+    identity: ServerIdentity
+    embedded: bool
+    setting: str
+
+    @property
+    def where(self) -> str:
+        return self.endpoint.display() + (" (embedded)" if self.embedded else "")
+
+
+class Gate:
+    """One gate run against one source and one staging server."""
+
+    def __init__(
+        self,
+        config: GateConfig,
+        migrations: list[Migration],
+        binaries: PgBinaries,
+        progress: Progress,
+    ) -> None:
+        self.config = config
+        self.migrations = migrations
+        self.binaries = binaries
+        self.progress = progress
+        self.owners: dict[str, str] = {}
+        self.selected: set[str] = set()
+        self._stack = ExitStack()
+        self._memo: dict[str, object] = {}
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def rel(self, migration: Migration) -> str:
+        """A migration's path as the user knows it: relative to the project root."""
+        try:
+            return str(migration.path.relative_to(self.config.rootdir))
+        except ValueError:
+            return str(migration.path)
+
+    # -- ownership ---------------------------------------------------------------------------
+
+    def owner(self, step: str) -> str | None:
+        return self.owners.get(step)
+
+    def reported_elsewhere(self, step: str, nodeid: str) -> bool:
+        owner = self.owners.get(step)
+        return owner is not None and owner != nodeid and owner in self.selected
+
+    # -- steps -------------------------------------------------------------------------------
+
+    def _once(self, step: str, work: Callable[[], T]) -> T:
+        if step not in self._memo:
+            try:
+                self._memo[step] = work()
+            except StepFailed as failed:
+                self._memo[step] = failed
+            except DbgateError as error:
+                self._memo[step] = StepFailed(step, str(error))
+        value = self._memo[step]
+        if isinstance(value, StepFailed):
+            raise value
+        return value  # type: ignore[return-value]
+
+    def source(self) -> Database:
+        return self._once(SOURCE, self._open_source)
+
+    def staging_server(self) -> Database:
+        return self._once(STAGING_SERVER, self._open_staging_server)
+
+    def snapshot(self) -> Snapshot:
+        return self._once(SNAPSHOT, self._refresh)
+
+    def runner(self) -> Runner:
+        return self._once(RUNNER, self._open_runner)
+
+    def require(self, step: str) -> object:
+        """Run (or recall) a named step; raises :class:`StepFailed`."""
+        steps: dict[str, Callable[[], object]] = {
+            SOURCE: self.source,
+            STAGING_SERVER: self.staging_server,
+            SNAPSHOT: self.snapshot,
+            RUNNER: self.runner,
+        }
+        return steps[step]()
+
+    def outcome(self, index: int) -> Outcome:
+        return self.runner().outcome(index)
+
+    def outcomes(self) -> list[Outcome]:
+        return self.runner().apply_all()
+
+    def staging_connection(self, purpose: str = "check") -> Conn:
+        """A fresh session on the restored staging database, closed with the gate."""
+        snapshot = self.snapshot()
+        conn = connect(
+            snapshot.staging, "staging", self.config.staging_url_setting, purpose=purpose
+        )
+        self._stack.callback(conn.close)
+        return conn
+
+    # -- step bodies -------------------------------------------------------------------------
+
+    def _open_source(self) -> Database:
+        cfg = self.config
+        if cfg.source_url is None:
+            self.progress("starting the embedded source server and loading the seed")
+            server = self._stack.enter_context(embedded_server("prod", self.binaries))
+            endpoint = load_seed(server, EMBEDDED_SOURCE_DB, seed_files(cfg.seed))
+            embedded = True
+        else:
+            endpoint = Endpoint.from_url(cfg.source_url, cfg.source_url_setting)
+            embedded = False
+        conn = connect(endpoint, "source", cfg.source_url_setting, read_only=True, purpose="read")
+        self._stack.callback(conn.close)
+        return Database(endpoint, conn, server_identity(conn), embedded, cfg.source_url_setting)
+
+    def _open_staging_server(self) -> Database:
+        cfg = self.config
+        source = self.source()
+        if cfg.staging_url is None:
+            self.progress("starting the embedded staging server")
+            endpoint = self._stack.enter_context(embedded_server("staging", self.binaries))
+            embedded = True
+        else:
+            endpoint = Endpoint.from_url(cfg.staging_url, cfg.staging_url_setting)
+            embedded = False
+        conn = connect(endpoint, "staging", cfg.staging_url_setting, purpose="control")
+        self._stack.callback(conn.close)
+        identity = server_identity(conn)
+        if identity.same_server(source.identity):
+            raise SafetyError.staging_is_production(endpoint.display())
+        dbname = gate_database_name(source.endpoint.dbname)
+        take_gate_lock(conn, dbname, endpoint.display())
+        return Database(endpoint, conn, identity, embedded, cfg.staging_url_setting)
+
+    def _refresh(self) -> Snapshot:
+        source = self.source()
+        staging = self.staging_server()
+        client = client_for(source.identity.major, self.binaries)
+        dbname = gate_database_name(source.endpoint.dbname)
+        row = source.conn.execute(
+            "SELECT pg_encoding_to_char(encoding) FROM pg_database"
+            " WHERE datname = current_database()"
+        ).fetchone()
+        encoding = str(row[0]) if row else "UTF8"
+        create_gate_database(staging.conn, dbname, staging.endpoint.display(), encoding)
+        workdir = Path(
+            self._stack.enter_context(tempfile.TemporaryDirectory(prefix="dbgate-dump-"))
+        )
+        return refresh(
+            source.conn,
+            source.endpoint,
+            staging.endpoint.with_dbname(dbname),
+            client,
+            workdir,
+            self.progress,
+        )
+
+    def _open_runner(self) -> Runner:
+        conn = self.staging_connection(purpose="migrate")
+        return Runner(conn, self.migrations, self.progress, f"pytest-dbgate {__version__} staging")
+
+
+def open_gate(config: GateConfig, progress: Progress) -> Gate:
+    """Check everything that can be checked without a database, then make the gate.
+
+    Raises a :class:`DbgateError` for bad input, before anything is started or touched.
+    """
+    if config.mode != "staging":
+        raise ConfigError.mode_unavailable(config.mode)
+    migrations = discover(config.migrations)
+    if config.source_url is not None:
+        source = Endpoint.from_url(config.source_url, config.source_url_setting)
+    else:
+        if not config.seed:
+            raise ConfigError.no_source()
+        for path in config.seed:
+            if not path.exists():
+                raise ConfigError.seed_missing(path)
+    if config.staging_url is not None:
+        staging = Endpoint.from_url(config.staging_url, config.staging_url_setting)
+        if config.source_url is not None and staging == source:
+            raise ConfigError.staging_is_source()
+    programs: tuple[str, ...] = ("pg_dump", "pg_restore")
+    if config.embedded_source or config.embedded_staging:
+        programs = ("pg_ctl", *programs)
+        check_can_run_servers()
+    binaries = find_binaries(config.pg_bindir, programs)
+    return Gate(config, migrations, binaries, progress)
+
+
+def required_extensions(gate: Gate) -> list[str]:
+    """The extensions to check, known at collection time.
+
+    Configured ones if given; otherwise those the migrations and the seed create, plus, for a
+    real source, those installed there (one short read-only query; skipped if unreachable, the
+    source item then reports why).
+    """
+    config = gate.config
+    if config.extensions is not None:
+        return list(config.extensions)
+    names: list[str] = [name for m in gate.migrations for name in m.extensions]
+    if config.source_url is None:
+        for path in seed_files(config.seed):
+            names.extend(extensions_in(path.read_text()))
+    else:
+        try:
+            endpoint = Endpoint.from_url(config.source_url, config.source_url_setting)
+            with connect(
+                endpoint, "source", config.source_url_setting, read_only=True, purpose="read"
+            ) as conn:
+                rows = conn.execute(
+                    "SELECT extname FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY 1"
+                ).fetchall()
+            names.extend(str(r[0]) for r in rows)
+        except DbgateError:
+            pass
+    return sorted(dict.fromkeys(n for n in names if n != "plpgsql"))

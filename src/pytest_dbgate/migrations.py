@@ -1,0 +1,228 @@
+"""Migration files: found in version order, parsed by PostgreSQL's own parser, checksummed.
+
+Parsing happens up front, before any database is touched, so a file that does not parse stops
+the run with its line number and nothing half-applied. The syntax tree also tells which files
+must run statement by statement: PostgreSQL refuses ``CREATE INDEX CONCURRENTLY`` and kin inside
+a transaction block, and a file with its own ``BEGIN``/``COMMIT`` manages its transactions itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from pglast import ast, parse_sql
+from pglast.enums import AlterTableType, ObjectType, ReindexObjectType
+from pglast.parser import ParseError
+
+from pytest_dbgate.exceptions import ConfigError
+
+FLAT_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>[^/]+)\.sql$")
+DIRECTIVE = re.compile(r"^\s*--\s*dbgate:\s*(?P<body>.*?)\s*$", re.MULTILINE)
+HOLD_BACK = re.compile(r"^hold-back\s+(?P<n>\d+)\s*(?P<unit>[hdw])$")
+KNOWN_DIRECTIVES = ("no-transaction", "hold-back <N>d|h|w")
+_UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One SQL statement of a migration, with where it starts in the file."""
+
+    text: str
+    line: int
+    node: str
+    autocommit_reason: str | None
+    extension: str | None = None
+    concurrent_index: str | None = None
+
+    def line_of(self, position: int) -> int:
+        """File line of a 1-based character ``position`` inside this statement."""
+        return self.line + self.text.count("\n", 0, max(position - 1, 0))
+
+    def excerpt(self, width: int = 160) -> str:
+        flat = " ".join(self.text.split())
+        return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One migration file of the release."""
+
+    version: str
+    name: str
+    path: Path
+    checksum: str
+    statements: tuple[Statement, ...]
+    no_transaction: bool
+    hold_back: timedelta | None
+
+    @property
+    def id(self) -> str:
+        return f"{self.version}_{self.name}"
+
+    @property
+    def transactional(self) -> bool:
+        return self.autocommit_reason is None
+
+    @property
+    def autocommit_reason(self) -> str | None:
+        """Why the file runs statement by statement, or ``None`` when it runs in one transaction."""
+        if self.no_transaction:
+            return "the file says `-- dbgate: no-transaction`"
+        for statement in self.statements:
+            if statement.autocommit_reason:
+                return f"{statement.autocommit_reason} (line {statement.line})"
+        return None
+
+    @property
+    def extensions(self) -> tuple[str, ...]:
+        """Extensions the migration creates: the release needs them on every server."""
+        return tuple(s.extension for s in self.statements if s.extension)
+
+
+def discover(folder: Path) -> list[Migration]:
+    """Every migration in ``folder``, in version order, parsed; ``ConfigError`` on bad input."""
+    if not folder.is_dir():
+        raise ConfigError.migrations_missing(folder)
+    found: dict[str, Path] = {}
+    for path in sorted(folder.glob("*.sql")):
+        match = FLAT_NAME.match(path.name)
+        if match is None:
+            raise ConfigError.not_a_migration(path)
+        version = match.group("version")
+        if version in found:
+            raise ConfigError.duplicate_version(version, (found[version], path))
+        found[version] = path
+    if not found:
+        raise ConfigError.migrations_empty(folder)
+    ordered = sorted(found.items(), key=lambda item: int(item[0]))
+    return [
+        parse_migration(path, version, FLAT_NAME.match(path.name).group("name"))  # type: ignore[union-attr]
+        for version, path in ordered
+    ]
+
+
+def parse_migration(path: Path, version: str, name: str) -> Migration:
+    raw = path.read_bytes()
+    text = raw.decode("utf-8")
+    no_transaction, hold_back = _directives(path, text)
+    return Migration(
+        version=version,
+        name=name,
+        path=path,
+        checksum=hashlib.sha256(raw).hexdigest(),
+        statements=tuple(split_statements(path, text)),
+        no_transaction=no_transaction,
+        hold_back=hold_back,
+    )
+
+
+def split_statements(path: Path, text: str) -> list[Statement]:
+    """Statements as PostgreSQL's parser sees them (dollar quoting, comments and all)."""
+    try:
+        raw_statements = parse_sql(text)
+    except ParseError as exc:
+        message, index = (*exc.args, 0)[:2]
+        line = text.count("\n", 0, int(index)) + 1
+        raise ConfigError.malformed_migration(path, line, str(message)) from None
+    statements: list[Statement] = []
+    for raw in raw_statements:
+        start = raw.stmt_location or 0
+        end = start + raw.stmt_len if raw.stmt_len else len(text)
+        body = text[start:end].strip().rstrip(";").strip()
+        leading = len(text[start:end]) - len(text[start:end].lstrip())
+        line = text.count("\n", 0, start + leading) + 1
+        node = raw.stmt
+        assert node is not None  # the parser gives every raw statement a node
+        statements.append(
+            Statement(
+                text=body,
+                line=line,
+                node=type(node).__name__,
+                autocommit_reason=_autocommit_reason(node),
+                extension=node.extname if isinstance(node, ast.CreateExtensionStmt) else None,
+                concurrent_index=(
+                    node.idxname or "(unnamed)"
+                    if isinstance(node, ast.IndexStmt) and node.concurrent
+                    else None
+                ),
+            )
+        )
+    if not statements:
+        raise ConfigError.empty_migration(path)
+    return statements
+
+
+def _autocommit_reason(node: ast.Node) -> str | None:
+    """Why PostgreSQL would refuse this statement inside a transaction block, if it would."""
+    if isinstance(node, ast.IndexStmt) and node.concurrent:
+        return "CREATE INDEX CONCURRENTLY cannot run inside a transaction"
+    if isinstance(node, ast.DropStmt) and node.concurrent:
+        return "DROP INDEX CONCURRENTLY cannot run inside a transaction"
+    if isinstance(node, ast.ReindexStmt):
+        params = node.params or ()
+        if any(getattr(p, "defname", None) == "concurrently" for p in params):
+            return "REINDEX … CONCURRENTLY cannot run inside a transaction"
+        if node.kind in (
+            ReindexObjectType.REINDEX_OBJECT_SCHEMA,
+            ReindexObjectType.REINDEX_OBJECT_SYSTEM,
+            ReindexObjectType.REINDEX_OBJECT_DATABASE,
+        ):
+            return "REINDEX SCHEMA/DATABASE/SYSTEM cannot run inside a transaction"
+    if isinstance(node, ast.VacuumStmt) and node.is_vacuumcmd:
+        return "VACUUM cannot run inside a transaction"
+    if isinstance(node, ast.ClusterStmt) and node.relation is None:
+        return "CLUSTER without a table cannot run inside a transaction"
+    if isinstance(node, ast.CreatedbStmt | ast.DropdbStmt):
+        return "CREATE/DROP DATABASE cannot run inside a transaction"
+    if isinstance(node, ast.CreateTableSpaceStmt | ast.DropTableSpaceStmt):
+        return "CREATE/DROP TABLESPACE cannot run inside a transaction"
+    if isinstance(node, ast.AlterSystemStmt):
+        return "ALTER SYSTEM cannot run inside a transaction"
+    if isinstance(node, ast.TransactionStmt):
+        return "the file manages its own transactions (BEGIN/COMMIT)"
+    if isinstance(node, ast.AlterTableStmt):
+        for cmd in node.cmds or ():
+            if (
+                isinstance(cmd, ast.AlterTableCmd)
+                and cmd.subtype == AlterTableType.AT_DetachPartition
+                and isinstance(cmd.def_, ast.PartitionCmd)
+                and cmd.def_.concurrent
+            ):
+                return "DETACH PARTITION CONCURRENTLY cannot run inside a transaction"
+    if isinstance(node, ast.DropStmt) and node.removeType == ObjectType.OBJECT_DATABASE:
+        return "DROP DATABASE cannot run inside a transaction"
+    return None
+
+
+def _directives(path: Path, text: str) -> tuple[bool, timedelta | None]:
+    no_transaction = False
+    hold_back: timedelta | None = None
+    for match in DIRECTIVE.finditer(text):
+        body = " ".join(match.group("body").split())
+        line = text.count("\n", 0, match.start()) + 1
+        if body == "no-transaction":
+            no_transaction = True
+            continue
+        held = HOLD_BACK.match(body)
+        if held:
+            hold_back = int(held.group("n")) * _UNITS[held.group("unit")]
+            continue
+        raise ConfigError.bad_directive(path, line, match.group(0).strip(), KNOWN_DIRECTIVES)
+    return no_transaction, hold_back
+
+
+def extensions_in(sql_text: str) -> list[str]:
+    """Extension names a chunk of SQL creates (``CREATE EXTENSION``), parsed, not grepped."""
+    try:
+        statements = parse_sql(sql_text)
+    except ParseError:
+        return []
+    return [
+        raw.stmt.extname
+        for raw in statements
+        if isinstance(raw.stmt, ast.CreateExtensionStmt) and raw.stmt.extname
+    ]

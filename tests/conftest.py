@@ -1,0 +1,139 @@
+"""Fixtures for the suite: real PostgreSQL servers, and the demo and example projects.
+
+Two servers are started once per session with the plugin's own provisioning: a "production"
+holding the demo database at a small scale, and a password-protected "staging". Tests that run
+the gate against URLs use them; tests of the embedded default let the gate start its own.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# pytester's in-process runs drop the modules first imported during a run; pglast's compiled
+# parser keeps building nodes from the first copy of pglast.ast, so import it once up front.
+import pytest_dbgate.migrations  # noqa: F401
+from pytest_dbgate.binaries import PgBinaries, find_binaries
+from pytest_dbgate.connections import Endpoint
+from pytest_dbgate.provisioning import embedded_server, load_seed, seed_files
+
+REPO = Path(__file__).resolve().parents[1]
+PROJECTS = Path(__file__).resolve().parent / "projects"
+DEMO_SCALE = "-c dbgate_demo.scale=0.01"
+STAGING_PASSWORD = "st4ging-s3cret"
+
+
+@pytest.fixture(scope="session")
+def binaries() -> PgBinaries:
+    return find_binaries(None, ("pg_ctl", "pg_dump", "pg_restore"))
+
+
+@pytest.fixture(scope="session")
+def source_server(binaries: PgBinaries) -> Iterator[Endpoint]:
+    """Maintenance endpoint of a server standing in for production."""
+    with embedded_server("test-prod", binaries) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def prod_db(source_server: Endpoint) -> Endpoint:
+    """The demo production database (1 % scale) on the source server."""
+    scaled = source_server.replace(options=DEMO_SCALE)
+    loaded = load_seed(scaled, "prod", seed_files([REPO / "demo" / "prod"]))
+    return Endpoint.from_params({k: v for k, v in loaded.params if k != "options"})
+
+
+@pytest.fixture(scope="session")
+def staging_server(binaries: PgBinaries) -> Iterator[Endpoint]:
+    """Maintenance endpoint of a password-protected staging server."""
+    with embedded_server("test-staging", binaries, password=STAGING_PASSWORD) as server:
+        yield server
+
+
+def url(endpoint: Endpoint) -> str:
+    """A postgresql:// URL for an endpoint (password included, as a CI secret would be)."""
+    auth = endpoint.user + (f":{endpoint.password}" if endpoint.password else "")
+    return f"postgresql://{auth}@{endpoint.host}:{endpoint.port}/{endpoint.dbname}"
+
+
+class Project:
+    """A pytester project with migrations, and the gate's settings for it."""
+
+    def __init__(self, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.pytester = pytester
+        self.monkeypatch = monkeypatch
+        self.path = pytester.path
+        for name in ("PROD_DATABASE_URL", "STAGING_DATABASE_URL", "GITHUB_STEP_SUMMARY"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("PGOPTIONS", DEMO_SCALE)
+
+    def migrations(self, source: Path) -> Project:
+        target = self.path / "migrations"
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(source, target)
+        return self
+
+    def seed(self, source: Path) -> Project:
+        shutil.copytree(source, self.path / "prod", dirs_exist_ok=True)
+        return self
+
+    def ini(self, **settings: str) -> Project:
+        lines = ["[pytest]"] + [f"{key} = {value}" for key, value in settings.items()]
+        self.pytester.makeini("\n".join(lines) + "\n")
+        return self
+
+    def against(self, source: Endpoint, staging: Endpoint) -> Project:
+        """Real servers, given the way CI gives them: URLs in the environment."""
+        self.monkeypatch.setenv("PROD_DATABASE_URL", url(source))
+        self.monkeypatch.setenv("STAGING_DATABASE_URL", url(staging))
+        return self
+
+    def run(self, *args: str) -> pytest.RunResult:
+        return self.pytester.runpytest("--dbgate=staging", "-p", "no:cacheprovider", *args)
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Project:
+    """An empty gate project; tests add migrations, a seed and settings."""
+    return Project(pytester, monkeypatch)
+
+
+@pytest.fixture
+def demo(project: Project) -> Project:
+    """The repository's demo: its seed (at 1 % scale) and its six migrations."""
+    return (
+        project.seed(REPO / "demo" / "prod").migrations(REPO / "migrations").ini(dbgate_seed="prod")
+    )
+
+
+@pytest.fixture
+def remote_demo(demo: Project, prod_db: Endpoint, staging_server: Endpoint) -> Project:
+    """The demo release gated against the session's real servers through URLs."""
+    return demo.against(prod_db, staging_server)
+
+
+def example(name: str) -> Path:
+    return REPO / "examples" / name
+
+
+@pytest.fixture
+def scratch_db(staging_server: Endpoint, request: pytest.FixtureRequest) -> Iterator[Endpoint]:
+    """A fresh, empty database on the staging server for one test."""
+    import re
+
+    from psycopg import sql
+
+    from pytest_dbgate.connections import connection
+
+    name = "t_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:50]
+    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    with connection(staging_server, "staging", "test") as conn:
+        conn.execute(drop)
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield staging_server.with_dbname(name)
+    with connection(staging_server, "staging", "test") as conn:
+        conn.execute(drop)

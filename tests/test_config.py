@@ -1,0 +1,114 @@
+"""Reading the gate's settings: CLI over ini over environment or default, checked once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pytest_dbgate.config import GateConfig
+from pytest_dbgate.plugin import GATE_KEY
+
+
+@pytest.fixture
+def configured(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    for name in ("PROD_DATABASE_URL", "STAGING_DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    (pytester.path / "migrations").mkdir()
+    (pytester.path / "migrations" / "1_a.sql").write_text("SELECT 1;")
+    (pytester.path / "seed.sql").write_text("CREATE TABLE t (id int);")
+    return pytester
+
+
+def gate_config(pytester: pytest.Pytester, *args: str) -> GateConfig:
+    config = pytester.parseconfigure("--dbgate=staging", *args)
+    return config.stash[GATE_KEY].config
+
+
+def test_defaults(configured: pytest.Pytester) -> None:
+    configured.makeini("[pytest]\ndbgate_seed = seed.sql\n")
+    cfg = gate_config(configured)
+    assert cfg.migrations == configured.path / "migrations"
+    assert cfg.report_dir == configured.path / ".dbgate"
+    assert cfg.seed == (configured.path / "seed.sql",)
+    assert cfg.source_url is None and cfg.embedded_source and cfg.embedded_staging
+    assert cfg.extensions is None
+    assert cfg.pool_size == 10
+
+
+def test_cli_over_ini_over_environment(
+    configured: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PROD_DATABASE_URL", "postgresql://env@env-host/prod")
+    configured.makeini(
+        "[pytest]\ndbgate_source_url = postgresql://ini@ini-host/prod\n"
+        "dbgate_extensions = citext pg_trgm\ndbgate_pool_size = 5\n"
+    )
+    cfg = gate_config(configured)
+    assert cfg.source_url == "postgresql://ini@ini-host/prod"
+    assert cfg.source_url_setting == "dbgate_source_url"
+    assert cfg.extensions == ("citext", "pg_trgm")
+    assert cfg.pool_size == 5
+
+    cfg = gate_config(
+        configured,
+        "--dbgate-source-url=postgresql://cli@cli-host/prod",
+        "--dbgate-extensions=uuid-ossp, citext",
+        "--dbgate-pool-size=0",
+    )
+    assert cfg.source_url == "postgresql://cli@cli-host/prod"
+    assert cfg.extensions == ("uuid-ossp", "citext")
+    assert cfg.pool_size == 0, "an explicit 0 on the command line wins over the ini"
+
+    configured.makeini("[pytest]\n")
+    cfg = gate_config(configured)
+    assert cfg.source_url == "postgresql://env@env-host/prod"
+    assert cfg.source_url_setting == "$PROD_DATABASE_URL"
+
+
+def test_ini_paths_are_relative_to_the_ini_and_cli_paths_to_the_cwd(
+    configured: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = configured.path / "release" / "v2"
+    other.mkdir(parents=True)
+    (other / "1_b.sql").write_text("SELECT 1;")
+    configured.makeini("[pytest]\ndbgate_migrations = release/v2\ndbgate_seed = seed.sql\n")
+    assert gate_config(configured).migrations == other
+    monkeypatch.chdir(configured.path / "release")
+    assert gate_config(configured, "--dbgate-migrations=v2").migrations == other
+
+
+def test_url_settings_repr_hides_passwords(
+    configured: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PROD_DATABASE_URL", "postgresql://app:hunter2@db/prod")
+    cfg = gate_config(configured)
+    assert "hunter2" not in repr(cfg)
+
+
+@pytest.mark.parametrize(
+    ("ini", "args", "message"),
+    [
+        ("dbgate_source_url = postgresql://app:hunter2@db/prod", (), "contains a password"),
+        ("dbgate_pool_size = lots", (), "--dbgate-pool-size has an invalid value 'lots'"),
+        ("", ("--dbgate-pool-size=-3",), "--dbgate-pool-size has an invalid value '-3'"),
+        ("", (), "there is no source database to gate against"),
+        ("dbgate_seed = missing.sql", (), "the seed path"),
+    ],
+)
+def test_bad_settings_are_usage_errors(
+    configured: pytest.Pytester, ini: str, args: tuple[str, ...], message: str
+) -> None:
+    configured.makeini(f"[pytest]\n{ini}\n")
+    result = configured.runpytest("--dbgate=staging", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: *{message}*", "*what to do: *"])
+    assert "hunter2" not in result.stdout.str() + result.stderr.str()
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
+def test_without_dbgate_nothing_is_read_or_checked(configured: pytest.Pytester) -> None:
+    configured.makeini("[pytest]\ndbgate_pool_size = lots\ndbgate_migrations = nowhere\n")
+    config = configured.parseconfigure()
+    assert GATE_KEY not in config.stash
+    assert isinstance(configured.path, Path)
