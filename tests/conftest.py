@@ -7,17 +7,20 @@ the gate against URLs use them; tests of the embedded default let the gate start
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from psycopg import sql
 
 # pytester's in-process runs drop the modules first imported during a run; pglast's compiled
 # parser keeps building nodes from the first copy of pglast.ast, so import it once up front.
 import pytest_dbgate.migrations  # noqa: F401
 from pytest_dbgate.binaries import PgBinaries, find_binaries
-from pytest_dbgate.connections import Endpoint
+from pytest_dbgate.connections import Endpoint, connection
 from pytest_dbgate.provisioning import embedded_server, load_seed, seed_files
 
 REPO = Path(__file__).resolve().parents[1]
@@ -120,20 +123,23 @@ def example(name: str) -> Path:
     return REPO / "examples" / name
 
 
+@contextmanager
+def fresh_database(server: Endpoint, request: pytest.FixtureRequest) -> Iterator[Endpoint]:
+    """A new, empty database on ``server`` named after the test, dropped after it."""
+    name = "t_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:50]
+    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    with connection(server, "test", "test") as conn:
+        conn.execute(drop)
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield server.with_dbname(name)
+    finally:
+        with connection(server, "test", "test") as conn:
+            conn.execute(drop)
+
+
 @pytest.fixture
 def scratch_db(staging_server: Endpoint, request: pytest.FixtureRequest) -> Iterator[Endpoint]:
     """A fresh, empty database on the staging server for one test."""
-    import re
-
-    from psycopg import sql
-
-    from pytest_dbgate.connections import connection
-
-    name = "t_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:50]
-    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-    with connection(staging_server, "staging", "test") as conn:
-        conn.execute(drop)
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield staging_server.with_dbname(name)
-    with connection(staging_server, "staging", "test") as conn:
-        conn.execute(drop)
+    with fresh_database(staging_server, request) as endpoint:
+        yield endpoint

@@ -6,12 +6,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from psycopg import sql
 
 from pytest_dbgate.binaries import PgBinaries
-from pytest_dbgate.connections import Endpoint, connect, connection
+from pytest_dbgate.connections import Endpoint, connect
 from pytest_dbgate.exceptions import RefreshError
 from pytest_dbgate.snapshot import refresh
+
+from .conftest import fresh_database
 
 SOURCE_SQL = """
 CREATE SCHEMA "Sales Data";
@@ -24,14 +25,8 @@ INSERT INTO plain SELECT generate_series(1, 10);
 
 @pytest.fixture
 def source_db(source_server: Endpoint, request: pytest.FixtureRequest) -> Iterator[Endpoint]:
-    name = "snap_" + request.node.name[5:40].lower()
-    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-    with connection(source_server, "source", "test") as conn:
-        conn.execute(drop)
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield source_server.with_dbname(name)
-    with connection(source_server, "source", "test") as conn:
-        conn.execute(drop)
+    with fresh_database(source_server, request) as endpoint:
+        yield endpoint
 
 
 def test_restored_tables_have_the_source_row_counts(
