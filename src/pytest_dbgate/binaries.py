@@ -7,6 +7,7 @@ PostgreSQL install actually uses and picks the client whose major version fits t
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -30,14 +31,11 @@ class PgBinaries:
         return str(self.bindir / program)
 
     def has(self, program: str) -> bool:
-        candidate = self.bindir / program
-        return candidate.is_file() and _executable(candidate)
+        return _runnable(self.bindir / program)
 
 
-def _executable(path: Path) -> bool:
-    import os
-
-    return os.access(path, os.X_OK)
+def _runnable(path: Path) -> bool:
+    return path.is_file() and os.access(path, os.X_OK)
 
 
 def program_major(path: Path) -> int | None:
@@ -86,7 +84,7 @@ def find_binaries(configured: Path | None, programs: tuple[str, ...]) -> PgBinar
     tried: list[str] = []
     for bindir in _candidate_dirs(configured):
         tried.append(str(bindir))
-        if not all((bindir / p).is_file() and _executable(bindir / p) for p in programs):
+        if not all(_runnable(bindir / p) for p in programs):
             continue
         major = program_major(bindir / programs[0])
         if major is not None:

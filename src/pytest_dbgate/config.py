@@ -104,6 +104,9 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 
+SETTING = {setting.name: setting for setting in SETTINGS}
+
+
 def add_options(parser: pytest.Parser) -> None:
     """Declare ``--dbgate`` and every ``--dbgate-x`` / ``dbgate_x`` pair."""
     group = parser.getgroup("dbgate", "release gate for PostgreSQL migrations (pytest-dbgate)")
@@ -190,10 +193,10 @@ class _Reader:
         self._inidir = config.inipath.parent if config.inipath else config.rootpath
 
     def _cli(self, name: str) -> object:
-        return self._config.getoption("dbgate_" + name)
+        return self._config.getoption(SETTING[name].dest)
 
     def _ini(self, name: str) -> object:
-        value = self._config.getini("dbgate_" + name)
+        value = self._config.getini(SETTING[name].ini)
         if value in ("", [], None):
             return None
         return value
@@ -223,16 +226,16 @@ class _Reader:
         return ()
 
     def url(self, name: str, env: str) -> tuple[str | None, str]:
+        setting = SETTING[name]
         cli = self._cli(name)
-        flag = "--dbgate-" + name.replace("_", "-")
         if cli is not None:
-            return _nonempty(str(cli)), flag
+            return _nonempty(str(cli)), setting.flag
         ini = self._ini(name)
         if ini is not None:
             value = str(ini)
             if _has_password(value):
-                raise ConfigError.password_in_ini("dbgate_" + name)
-            return _nonempty(value), "dbgate_" + name
+                raise ConfigError.password_in_ini(setting.ini)
+            return _nonempty(value), setting.ini
         return _nonempty(os.environ.get(env)), f"${env}"
 
     def extensions(self) -> tuple[str, ...] | None:
@@ -257,9 +260,7 @@ class _Reader:
         except ValueError:
             value = -1
         if value < 0:
-            raise ConfigError.bad_value(
-                "--dbgate-" + name.replace("_", "-"), str(raw), "a whole number, 0 or more"
-            )
+            raise ConfigError.bad_value(SETTING[name].flag, str(raw), "a whole number, 0 or more")
         return value
 
 

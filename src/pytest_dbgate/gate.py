@@ -70,7 +70,6 @@ class Database:
     conn: Conn
     identity: ServerIdentity
     embedded: bool
-    setting: str
 
     @property
     def where(self) -> str:
@@ -181,7 +180,7 @@ class Gate:
             embedded = False
         conn = connect(endpoint, "source", cfg.source_url_setting, read_only=True, purpose="read")
         self._stack.callback(conn.close)
-        return Database(endpoint, conn, server_identity(conn), embedded, cfg.source_url_setting)
+        return Database(endpoint, conn, server_identity(conn), embedded)
 
     def _open_staging_server(self) -> Database:
         cfg = self.config
@@ -200,7 +199,7 @@ class Gate:
             raise SafetyError.staging_is_production(endpoint.display())
         dbname = gate_database_name(source.endpoint.dbname)
         take_gate_lock(conn, dbname, endpoint.display())
-        return Database(endpoint, conn, identity, embedded, cfg.staging_url_setting)
+        return Database(endpoint, conn, identity, embedded)
 
     def _refresh(self) -> Snapshot:
         source = self.source()

@@ -18,7 +18,7 @@ import psycopg
 from psycopg import sql
 
 from pytest_dbgate.binaries import PgBinaries
-from pytest_dbgate.connections import Endpoint
+from pytest_dbgate.connections import Endpoint, connection
 from pytest_dbgate.exceptions import RefreshError
 
 # Leaf tables the user owns: what pg_dump dumps data for and what the row counts compare.
@@ -146,8 +146,6 @@ def refresh(
     )
     restore_seconds = time.monotonic() - started
     dump_file.unlink(missing_ok=True)
-    from pytest_dbgate.connections import connection
-
     with connection(staging, "staging", "the staging database") as conn:
         conn.execute("ANALYZE")
         staging_counts = count_rows(conn)
