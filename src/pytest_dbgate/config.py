@@ -22,6 +22,7 @@ MODES: tuple[Mode, ...] = ("staging", "production", "lint")
 
 SOURCE_URL_ENV = "PROD_DATABASE_URL"
 STAGING_URL_ENV = "STAGING_DATABASE_URL"
+DATABASE_URL_ENV = "DATABASE_URL"
 
 DEFAULT_MIGRATIONS = "migrations"
 DEFAULT_REPORT_DIR = ".dbgate"
@@ -96,6 +97,24 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="PATH",
     ),
     Setting(
+        "test_command",
+        "the project's non-pytest database tests (e.g. `npm test -- tests/integration/`), run "
+        "before and after migrating with DATABASE_URL set to staging",
+        metavar="COMMAND",
+    ),
+    Setting(
+        "post_migrate_command",
+        "command run after migrating and before the after-tests, with DATABASE_URL set "
+        "(e.g. `npx prisma generate`)",
+        metavar="COMMAND",
+    ),
+    Setting(
+        "database_url",
+        f"database the dbgate_url/dbgate_db fixtures use without --dbgate (default: "
+        f"${DATABASE_URL_ENV}; unset: those tests are skipped)",
+        metavar="URL",
+    ),
+    Setting(
         "pool_size",
         f"connections the application's pool opens; pool headroom must leave room for it plus "
         f"the migration and the monitor (default: {DEFAULT_POOL_SIZE})",
@@ -149,6 +168,8 @@ class GateConfig:
     seed: tuple[Path, ...]
     pg_bindir: Path | None
     pool_size: int
+    test_command: str | None = None
+    post_migrate_command: str | None = None
 
     @property
     def embedded_source(self) -> bool:
@@ -181,7 +202,14 @@ def read_config(config: pytest.Config) -> GateConfig | None:
         seed=reader.seed(),
         pg_bindir=reader.optional_path("pg_bindir"),
         pool_size=reader.non_negative_int("pool_size", DEFAULT_POOL_SIZE),
+        test_command=reader.text("test_command"),
+        post_migrate_command=reader.text("post_migrate_command"),
     )
+
+
+def development_url(config: pytest.Config) -> tuple[str | None, str]:
+    """The database the fixtures use without ``--dbgate``, and where it was set."""
+    return _Reader(config).url("database_url", DATABASE_URL_ENV)
 
 
 class _Reader:
@@ -237,6 +265,11 @@ class _Reader:
                 raise ConfigError.password_in_ini(setting.ini)
             return _nonempty(value), setting.ini
         return _nonempty(os.environ.get(env)), f"${env}"
+
+    def text(self, name: str) -> str | None:
+        cli = self._cli(name)
+        raw = cli if cli is not None else self._ini(name)
+        return _nonempty(str(raw)) if raw is not None else None
 
     def extensions(self) -> tuple[str, ...] | None:
         cli = self._cli("extensions")

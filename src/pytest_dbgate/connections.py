@@ -87,6 +87,27 @@ class Endpoint:
             env["PGPASSWORD"] = self.password
         return env
 
+    def url(self) -> str:
+        """A ``postgresql://`` URL, password included, for the application's own code."""
+        from urllib.parse import quote, urlencode
+
+        params = dict(self.params)
+        auth = quote(self.user, safe="")
+        if self.password:
+            auth += ":" + quote(self.password, safe="")
+        host = self.host
+        if host.startswith("/"):
+            host = quote(host, safe="")  # a Unix-socket folder
+        elif ":" in host:
+            host = f"[{host}]"  # an IPv6 address
+        rest = {
+            k: v
+            for k, v in params.items()
+            if k not in ("user", "password", "host", "port", "dbname")
+        }
+        query = f"?{urlencode(rest)}" if rest else ""
+        return f"postgresql://{auth}@{host}:{self.port}/{quote(self.dbname, safe='')}{query}"
+
     def display(self) -> str:
         """``user@host:port/dbname``: safe to print."""
         return f"{self.user}@{self.host}:{self.port}/{self.dbname}"

@@ -16,8 +16,10 @@ from typing import ClassVar
 import psycopg
 from psycopg import sql
 
+from pytest_dbgate.commands import CommandResult, run_command
 from pytest_dbgate.exceptions import CriterionFailed, Figure
 from pytest_dbgate.gate import (
+    MIGRATED,
     RUNNER,
     SNAPSHOT,
     SOURCE,
@@ -47,6 +49,7 @@ class Criterion:
     """One generated test."""
 
     stage: ClassVar[str]
+    runs_last_in_stage: ClassVar[bool] = False
     name: str
     path: Path
     requires: tuple[str, ...] = ()
@@ -69,6 +72,7 @@ class SourceReachable(Criterion):
         row = source.conn.execute("SHOW transaction_read_only").fetchone()
         read_only = row is not None and str(row[0]) == "on"
         figures: Figures = {
+            "summary": f"{source.where}, PostgreSQL {source.identity.version.split()[0]}",
             "source": source.where,
             "server_version": source.identity.version,
             "read_only": read_only,
@@ -90,6 +94,8 @@ class SnapshotRestored(Criterion):
     def check(self, gate: Gate) -> Figures:
         snap = gate.snapshot()
         figures: Figures = {
+            "summary": f"{snap.staging_rows:,} rows in {len(snap.tables)} tables; dump "
+            f"{snap.dump_seconds:.1f}s, restore {snap.restore_seconds:.1f}s",
             "staging_database": snap.staging.display(),
             "tables": len(snap.tables),
             "rows_source": snap.source_rows,
@@ -126,6 +132,7 @@ class VersionsMatch(Criterion):
     def check(self, gate: Gate) -> Figures:
         source, staging = gate.source().identity, gate.staging_server().identity
         figures: Figures = {
+            "summary": f"source {source.version.split()[0]}, staging {staging.version.split()[0]}",
             "source_version": source.version,
             "staging_version": staging.version,
             "client_version": gate.binaries.major,
@@ -201,6 +208,10 @@ class ExtensionAvailable(Criterion):
                 )
         if problems:
             raise CriterionFailed("\n  ".join(problems), figures)
+        figures["summary"] = (
+            f"source {_installed(figures['source_installed'])}, "
+            f"staging {_installed(figures['staging_installed'])}"
+        )
         if (
             figures["source_installed"] != "no"
             and figures["staging_installed"] != "no"
@@ -214,6 +225,10 @@ class ExtensionAvailable(Criterion):
                 stacklevel=1,
             )
         return figures
+
+
+def _installed(version: Figure) -> str:
+    return "can create it" if version == "no" else f"has {version}"
 
 
 # -- connect -------------------------------------------------------------------------------
@@ -232,6 +247,7 @@ class StagingReachable(Criterion):
         row = conn.execute("SELECT current_user, current_database()").fetchone() or ("", "")
         elapsed_ms = (time.monotonic() - started) * 1000
         return {
+            "summary": f"as {row[0]} in {elapsed_ms:.0f} ms",
             "staging": server.where,
             "user": str(row[0]),
             "database": str(row[1]),
@@ -278,6 +294,7 @@ class PoolHeadroom(Criterion):
             "headroom": headroom,
             "needed": needed,
         }
+        figures["summary"] = f"{headroom} free of {max_conn}, {needed} needed"
         if headroom < needed:
             raise CriterionFailed(
                 f"staging {server.where} has room for {headroom} more connection(s){limit_note}: "
@@ -311,8 +328,12 @@ class MigrationApplied(Criterion):
             "statements": len(m.statements),
             "transaction": "single" if m.transactional else "per statement",
         }
+        figures["summary"] = outcome.status.value
         if outcome.status is Status.APPLIED:
             figures["duration_ms"] = round(outcome.duration_ms, 1)
+            figures["summary"] = f"applied in {outcome.duration_ms / 1000:.1f}s" + (
+                "" if m.transactional else ", statement by statement"
+            )
         if outcome.status is Status.NOT_APPLIED:
             blocker = outcome.blocked_by
             assert blocker is not None
@@ -353,8 +374,10 @@ class ConstraintsValidated(Criterion):
         conn = gate.staging_connection()
         rows = conn.execute(UNVALIDATED).fetchall()
         total = conn.execute(CONSTRAINT_COUNT).fetchone()
+        checked = int(str(total[0])) if total else 0
         figures: Figures = {
-            "constraints": int(str(total[0])) if total else 0,
+            "summary": f"{checked} checked, {len(rows)} not valid",
+            "constraints": checked,
             "not_validated": len(rows),
         }
         if rows:
@@ -400,7 +423,12 @@ class IndexesValid(Criterion):
         conn = gate.staging_connection()
         rows = conn.execute(BROKEN_INDEXES).fetchall()
         total = conn.execute(INDEX_COUNT).fetchone()
-        figures: Figures = {"indexes": int(str(total[0])) if total else 0, "broken": len(rows)}
+        checked = int(str(total[0])) if total else 0
+        figures: Figures = {
+            "summary": f"{checked} checked, {len(rows)} not valid or not ready",
+            "indexes": checked,
+            "broken": len(rows),
+        }
         if rows:
             lines = []
             for index, table, valid, _ready, definition in rows:
@@ -445,9 +473,11 @@ class MigrationsRecorded(Criterion):
                     f"{m.checksum[:12]}…"
                 )
         orphans = sorted(v for v in recorded if v not in files)
+        ok_count = sum(1 for v, (_, ok) in recorded.items() if ok and v in files)
         figures: Figures = {
+            "summary": f"{ok_count} of {len(self.migrations)} recorded with their checksums",
             "files": len(self.migrations),
-            "recorded": sum(1 for v, (_, ok) in recorded.items() if ok and v in files),
+            "recorded": ok_count,
             "tracking_table": "dbgate.migrations",
         }
         if orphans:
@@ -459,6 +489,61 @@ class MigrationsRecorded(Criterion):
                 figures,
             )
         return figures
+
+
+# -- the project's own commands ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PostMigrateCommand(Criterion):
+    """The post-migrate command (an ORM client regeneration, say) ran cleanly."""
+
+    stage: ClassVar[str] = "after"
+
+    def check(self, gate: Gate) -> Figures:
+        result = gate.migrated()
+        assert result is not None
+        return _command_figures(result)
+
+
+def _command_figures(result: CommandResult) -> Figures:
+    return {
+        "summary": f"exit 0 in {result.seconds:.1f}s",
+        "command": result.command,
+        "exit_status": result.returncode,
+        "seconds": round(result.seconds, 3),
+    }
+
+
+@dataclass(frozen=True)
+class ExternalTests(Criterion):
+    """The project's non-pytest database tests (``dbgate_test_command``) pass on staging."""
+
+    runs_last_in_stage: ClassVar[bool] = True
+    command: str = ""
+
+    def check(self, gate: Gate) -> Figures:
+        if self.stage == "before" and gate.migrations_started:
+            raise CriterionFailed(
+                "the [before] test command would run after the migrations started: something "
+                "reordered the gate's items; run the gate without reordering"
+            )
+        result = run_command(self.command, gate.snapshot().staging, gate.config.rootdir)
+        figures = _command_figures(result)
+        if not result.ok:
+            figures["summary"] = f"exit {result.returncode} in {result.seconds:.1f}s"
+            raise CriterionFailed(result.failure(f"the test command [{self.stage}]"), figures)
+        return figures
+
+
+@dataclass(frozen=True)
+class ExternalTestsBefore(ExternalTests):
+    stage: ClassVar[str] = "before"
+
+
+@dataclass(frozen=True)
+class ExternalTestsAfter(ExternalTests):
+    stage: ClassVar[str] = "after"
 
 
 # -- the checklist -------------------------------------------------------------------------
@@ -492,6 +577,11 @@ def staging_checklist(gate: Gate, extensions: Sequence[str]) -> list[Criterion]:
                 index=index,
             )
         )
+    config = gate.config
+    if config.test_command:
+        checklist.append(
+            ExternalTestsBefore("test_command", where, (SNAPSHOT,), command=config.test_command)
+        )
     schema_needs = (SNAPSHOT, RUNNER)
     checklist += [
         ConstraintsValidated("constraints_validated", where, schema_needs, needs_migrations=True),
@@ -504,4 +594,10 @@ def staging_checklist(gate: Gate, extensions: Sequence[str]) -> list[Criterion]:
             migrations=tuple(migrations),
         ),
     ]
+    if config.post_migrate_command:
+        checklist.append(PostMigrateCommand("post_migrate_command", where, owns=(MIGRATED,)))
+    if config.test_command:
+        checklist.append(
+            ExternalTestsAfter("test_command", where, (MIGRATED,), command=config.test_command)
+        )
     return checklist

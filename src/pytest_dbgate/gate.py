@@ -14,12 +14,13 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import psycopg
 
 from pytest_dbgate import __version__
 from pytest_dbgate.binaries import PgBinaries, client_for, find_binaries
+from pytest_dbgate.commands import CommandResult, run_command
 from pytest_dbgate.config import GateConfig
 from pytest_dbgate.connections import Endpoint, connect
 from pytest_dbgate.exceptions import ConfigError, DbgateError, SafetyError
@@ -47,6 +48,15 @@ SOURCE = "source"
 STAGING_SERVER = "staging_server"
 SNAPSHOT = "snapshot"
 RUNNER = "runner"
+MIGRATED = "migrated"  # every migration applied and the post-migrate command run: "after" may start
+
+
+class Reporter(Protocol):
+    """The generated item that reports a step (identity matters, not the node id, which
+    pytest-xdist rewrites)."""
+
+    @property
+    def nodeid(self) -> str: ...
 
 
 def migration_step(migration: Migration) -> str:
@@ -90,8 +100,8 @@ class Gate:
         self.migrations = migrations
         self.binaries = binaries
         self.progress = progress
-        self.owners: dict[str, str] = {}
-        self.selected: set[str] = set()
+        self.owners: dict[str, Reporter] = {}
+        self.selected: set[Reporter] = set()
         self._stack = ExitStack()
         self._memo: dict[str, object] = {}
 
@@ -107,12 +117,12 @@ class Gate:
 
     # -- ownership ---------------------------------------------------------------------------
 
-    def owner(self, step: str) -> str | None:
+    def owner(self, step: str) -> Reporter | None:
         return self.owners.get(step)
 
-    def reported_elsewhere(self, step: str, nodeid: str) -> bool:
+    def reported_elsewhere(self, step: str, item: Reporter) -> bool:
         owner = self.owners.get(step)
-        return owner is not None and owner != nodeid and owner in self.selected
+        return owner is not None and owner is not item and owner in self.selected
 
     # -- steps -------------------------------------------------------------------------------
 
@@ -148,6 +158,7 @@ class Gate:
             STAGING_SERVER: self.staging_server,
             SNAPSHOT: self.snapshot,
             RUNNER: self.runner,
+            MIGRATED: self.migrated,
         }
         return steps[step]()
 
@@ -156,6 +167,19 @@ class Gate:
 
     def outcomes(self) -> list[Outcome]:
         return self.runner().apply_all()
+
+    def migrated(self) -> CommandResult | None:
+        """Every migration applied, then the post-migrate command: what "after" tests need."""
+        return self._once(MIGRATED, self._finish_migrating)
+
+    @property
+    def migrations_started(self) -> bool:
+        runner = self._memo.get(RUNNER)
+        return isinstance(runner, Runner) and runner.started
+
+    def staging_url(self) -> str:
+        """The restored staging database's URL, credentials included, for the app's code."""
+        return self.snapshot().staging.url()
 
     def staging_connection(self, purpose: str = "check") -> Conn:
         """A fresh session on the restored staging database, closed with the gate."""
@@ -223,6 +247,19 @@ class Gate:
             workdir,
             self.progress,
         )
+
+    def _finish_migrating(self) -> CommandResult | None:
+        failed = next((o for o in self.outcomes() if not o.ok), None)
+        if failed is not None:
+            raise StepFailed(migration_step(failed.migration), failed.describe_failure(self.rel))
+        command = self.config.post_migrate_command
+        if command is None:
+            return None
+        self.progress(f"running the post-migrate command `{command}`")
+        result = run_command(command, self.snapshot().staging, self.config.rootdir)
+        if not result.ok:
+            raise StepFailed(MIGRATED, result.failure("the post-migrate command"))
+        return result
 
     def _open_runner(self) -> Runner:
         conn = self.staging_connection(purpose="migrate")

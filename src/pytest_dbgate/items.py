@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pytest_dbgate.criteria import Criterion
+from pytest_dbgate.dependencies import blocked, require
 from pytest_dbgate.exceptions import CriterionFailed, DbgateError
 from pytest_dbgate.gate import Gate, StepFailed, migration_step
 from pytest_dbgate.runner import Status
@@ -52,14 +53,13 @@ class CriterionItem(pytest.Item):
     def stage(self) -> str:
         return self.criterion.stage
 
+    @property
+    def runs_last_in_stage(self) -> bool:
+        return self.criterion.runs_last_in_stage
+
     def setup(self) -> None:
         for step in self.criterion.requires:
-            if self.gate.owner(step) == self.nodeid:
-                continue
-            try:
-                self.gate.require(step)
-            except StepFailed as failed:
-                self._blocked(failed, in_setup=True)
+            require(self.gate, step, self)
         if self.criterion.needs_migrations:
             self._migrations_ran()
 
@@ -69,23 +69,12 @@ class CriterionItem(pytest.Item):
         try:
             outcomes = self.gate.outcomes()
         except StepFailed as failed:
-            self._blocked(failed, in_setup=True)
-            return
+            blocked(self.gate, failed, self)
         for outcome in outcomes:
             if outcome.status in (Status.FAILED, Status.CHECKSUM_CHANGED):
                 step = migration_step(outcome.migration)
-                if not self.gate.reported_elsewhere(step, self.nodeid):
+                if not self.gate.reported_elsewhere(step, self):
                     pytest.fail(outcome.describe_failure(self.gate.rel), pytrace=False)
-
-    def _blocked(self, failed: StepFailed, *, in_setup: bool) -> None:
-        owner = self.gate.owner(failed.step)
-        if owner == self.nodeid:
-            if in_setup:
-                return  # runtest reports it as this item's own failure
-            raise CriterionFailed(failed.message)
-        if owner is not None and owner in self.gate.selected:
-            pytest.skip(f"not run: {owner} failed")
-        pytest.fail(failed.message, pytrace=False)
 
     def runtest(self) -> None:
         try:
@@ -94,8 +83,9 @@ class CriterionItem(pytest.Item):
             self.user_properties.extend(failed.figures.items())
             raise
         except StepFailed as failed:
-            self._blocked(failed, in_setup=False)
-            raise  # unreachable: _blocked always raises outside setup
+            if self.gate.owner(failed.step) is self:
+                raise CriterionFailed(failed.message) from None
+            blocked(self.gate, failed, self)
         except DbgateError as error:
             raise CriterionFailed(str(error)) from None
         self.user_properties.extend(figures.items())
@@ -135,6 +125,6 @@ def build_items(
             gate=gate,
         )
         for step in criterion.owns:
-            gate.owners[step] = item.nodeid
+            gate.owners[step] = item
         items.append(item)
     return items

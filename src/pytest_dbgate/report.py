@@ -1,14 +1,29 @@
-"""What the gate found, kept per item and written to the report folder at the end of the run."""
+"""What the gate found, gathered from pytest's own test reports, and written out for people.
+
+Results are built from reports, not from items, so the same code serves a plain run and the
+controller of a pytest-xdist run. At the end: a table in the terminal, ``<mode>-report.md`` (also
+appended to ``$GITHUB_STEP_SUMMARY`` in GitHub Actions) and ``<mode>-results.json``.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from tabulate import tabulate
+
 from pytest_dbgate import __version__
 from pytest_dbgate.exceptions import Figure
+
+ROOT = "dbgate"
+PHASES = ("before", "after")
+PROJECT_TESTS = "project tests"
+_XDIST_GROUP = re.compile(r"@[\w-]+$")
+_PARAM_IDS = re.compile(r"\[(?P<ids>[^\]]*)\]$")
 
 
 @dataclass
@@ -21,16 +36,38 @@ class ItemResult:
     figures: dict[str, Figure] = field(default_factory=dict)
     duration_s: float = 0.0
 
+    @property
+    def verdict(self) -> str:
+        return {"failed": "FAILED", "error": "ERROR"}.get(self.outcome, self.outcome)
+
+    @property
+    def key_figure(self) -> str:
+        if self.outcome in ("failed", "error", "skipped") and self.message:
+            return _first_line(self.message)
+        return str(self.figures.get("summary", ""))
+
+
+def classify(nodeid: str, properties: list[tuple[str, object]]) -> tuple[str, str] | None:
+    """(stage, name) of a gate item or a phased test; ``None`` for the project's other tests."""
+    nodeid = _XDIST_GROUP.sub("", nodeid)
+    if nodeid.startswith(f"{ROOT}::"):
+        _, stage, name = nodeid.split("::", 2)
+        return stage, name
+    phase = next((str(v) for k, v in properties if k == "dbgate_phase"), None)
+    if phase is None:
+        ids = _PARAM_IDS.search(nodeid)
+        found = [p for p in PHASES if ids and p in ids.group("ids").split("-")]
+        phase = found[0] if len(found) == 1 else None
+    return (phase, nodeid) if phase else None
+
 
 @dataclass
 class Results:
-    """Every generated item's verdict, in checklist order."""
+    """Every gate item's and phased test's verdict, in the order they ran."""
 
     mode: str
     items: dict[str, ItemResult] = field(default_factory=dict)
-
-    def expect(self, nodeid: str, stage: str, name: str) -> None:
-        self.items[nodeid] = ItemResult(nodeid, stage, name)
+    generated: int = 0
 
     def record(
         self,
@@ -38,41 +75,156 @@ class Results:
         when: str,
         outcome: str,
         message: str,
-        figures: list[tuple[str, object]],
+        properties: list[tuple[str, object]],
         duration: float,
     ) -> None:
-        result = self.items.get(nodeid)
-        if result is None:
+        kind = classify(nodeid, properties)
+        if kind is None:
             return
+        key = _XDIST_GROUP.sub("", nodeid)
+        result = self.items.setdefault(key, ItemResult(key, *kind))
         result.duration_s += duration
-        if when == "setup" and outcome == "passed":
+        if outcome == "passed" and when != "call":
             return
-        if when == "teardown" and outcome == "passed":
-            return
-        if when == "setup" and outcome == "failed":
+        if when != "call" and outcome == "failed":
             outcome = "error"
+        if result.outcome in ("failed", "error") and outcome == "error":
+            return  # a teardown error after a failure: keep the failure
         result.outcome = outcome
         result.message = message
-        result.figures = {str(k): _plain(v) for k, v in figures}
+        result.figures = {str(k): _plain(v) for k, v in properties if k != "dbgate_phase"}
+
+    @property
+    def ran(self) -> list[ItemResult]:
+        return [r for r in self.items.values() if r.outcome != "not run"]
 
     @property
     def passed(self) -> bool:
         """Every item that ran passed or was skipped, and at least one ran."""
-        outcomes = [r.outcome for r in self.items.values() if r.outcome != "not run"]
+        outcomes = [r.outcome for r in self.ran]
         return bool(outcomes) and all(o in ("passed", "skipped") for o in outcomes)
 
-    def write(self, folder: Path) -> Path:
+    def headline(self) -> str:
+        gate_items = [r for r in self.ran if not _is_phased(r)]
+        counts: dict[str, int] = {}
+        for r in self.ran:
+            counts[r.outcome] = counts.get(r.outcome, 0) + 1
+        tally = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items()))
+        verdict = "PASSED" if self.passed else "FAILED"
+        selected = ""
+        if self.generated and len(gate_items) < self.generated:
+            selected = f"; only {len(gate_items)} of the {self.generated} criteria ran"
+        return f"{self.mode} gate {verdict}: {tally}{selected}"
+
+    def rows(self) -> list[tuple[str, str, str, str]]:
+        """One row per criterion; the project's tests folded into one row per phase."""
+        rows: list[tuple[str, str, str, str]] = []
+        folded: dict[str, list[ItemResult]] = {}
+        slots: dict[str, int] = {}
+        for r in self.ran:
+            if not _is_phased(r):
+                rows.append((r.stage, r.name, r.verdict, r.key_figure))
+                continue
+            if r.stage not in folded:
+                slots[r.stage] = len(rows)
+                folded[r.stage] = []
+                rows.append((r.stage, PROJECT_TESTS, "", ""))
+            folded[r.stage].append(r)
+        for stage, slot in slots.items():
+            rows[slot] = _fold(stage, folded[stage])
+        return rows
+
+    def table(self) -> str:
+        return tabulate(self.rows(), headers=("stage", "criterion", "verdict", "key figure"))
+
+    def markdown(self) -> str:
+        lines = [f"# pytest-dbgate: {self.headline()}", ""]
+        lines.append(
+            tabulate(
+                [tuple(_md(c) for c in row) for row in self.rows()],
+                headers=("stage", "criterion", "verdict", "key figure"),
+                tablefmt="github",
+            )
+        )
+        migrations = [r for r in self.ran if r.stage == "migrate" and r.name.startswith("applied[")]
+        if migrations:
+            lines += ["", "## Migrations", ""]
+            lines.append(
+                tabulate(
+                    [
+                        (
+                            f"`{r.figures.get('file', r.name)}`",
+                            r.verdict,
+                            r.figures.get("transaction", ""),
+                            r.figures.get("statements", ""),
+                            _seconds(r.figures.get("duration_ms")),
+                        )
+                        for r in migrations
+                    ],
+                    headers=("migration", "verdict", "transaction", "statements", "duration"),
+                    tablefmt="github",
+                )
+            )
+        problems = [r for r in self.ran if r.outcome in ("failed", "error")]
+        if problems:
+            lines += ["", "## Failures"]
+            for r in problems:
+                lines += ["", f"### {r.nodeid}", "", "```", r.message.rstrip(), "```"]
+        return "\n".join(lines) + "\n"
+
+    def write(self, folder: Path) -> list[Path]:
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{self.mode}-results.json"
+        results = folder / f"{self.mode}-results.json"
         document = {
             "plugin_version": __version__,
             "mode": self.mode,
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "passed": self.passed,
-            "items": [asdict(r) for r in self.items.values()],
+            "items": [asdict(r) for r in self.ran],
         }
-        path.write_text(json.dumps(document, indent=2) + "\n")
-        return path
+        results.write_text(json.dumps(document, indent=2) + "\n")
+        report = folder / f"{self.mode}-report.md"
+        markdown = self.markdown()
+        report.write_text(markdown)
+        written = [results, report]
+        summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if summary:
+            with open(summary, "a", encoding="utf-8") as handle:
+                handle.write(markdown + "\n")
+            written.append(Path(summary))
+        return written
+
+
+def _is_phased(result: ItemResult) -> bool:
+    return not result.nodeid.startswith(f"{ROOT}::")
+
+
+def _fold(stage: str, results: list[ItemResult]) -> tuple[str, str, str, str]:
+    bad = [r for r in results if r.outcome in ("failed", "error")]
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.outcome] = counts.get(r.outcome, 0) + 1
+    figure = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items()))
+    if bad:
+        names = ", ".join(r.nodeid.rsplit("::", 1)[-1] for r in bad[:2])
+        figure += f": {names}" + (" …" if len(bad) > 2 else "")
+    verdict = "FAILED" if bad else ("passed" if counts.get("passed") else "skipped")
+    return (stage, PROJECT_TESTS, verdict, figure)
+
+
+def _first_line(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= 100 else line[:99] + "…"
+
+
+def _seconds(ms: Figure | None) -> str:
+    if ms is None or ms == "":
+        return ""
+    return f"{float(ms) / 1000:.1f}s"
+
+
+def _md(cell: str) -> str:
+    return cell.replace("|", "\\|")
 
 
 def _plain(value: object) -> Figure:

@@ -156,6 +156,10 @@ class Runner:
     def migrations(self) -> list[Migration]:
         return list(self._migrations)
 
+    @property
+    def started(self) -> bool:
+        return bool(self._outcomes)
+
     def recorded(self) -> dict[str, tuple[str, bool]]:
         """What the tracking table said before this run: version → (checksum, success)."""
         if self._recorded is None:

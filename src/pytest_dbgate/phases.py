@@ -1,0 +1,79 @@
+"""The project's own database tests, run ``[before]`` and ``[after]`` the migrations.
+
+A test that uses the ``dbgate_url`` or ``dbgate_db`` fixture (both rest on ``dbgate_phase``) is
+parametrized into two items under ``--dbgate=staging``. ``@pytest.mark.dbgate_phase("after")``
+keeps it to one phase. The gate's items and the phased tests are then put in runbook order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import pytest
+
+PHASES = ("before", "after")
+PHASE_FIXTURE = "dbgate_phase"
+MARKER = "dbgate_phase"
+
+# Runbook order: the gate's stages, with the phased tests in their stage.
+STAGE_ORDER = ("refresh", "connect", "before", "migrate", "schema", "after")
+
+
+def phases_for(node: pytest.Item | pytest.Function | object) -> tuple[str, ...]:
+    """The phases a test runs in: both, or what its ``dbgate_phase`` marker names."""
+    get_marker = getattr(node, "get_closest_marker", None)
+    marker = get_marker(MARKER) if get_marker else None
+    if marker is None:
+        return PHASES
+    chosen = tuple(str(a) for a in marker.args)
+    unknown = [p for p in chosen if p not in PHASES]
+    if not chosen or unknown:
+        raise pytest.UsageError(
+            f"{getattr(node, 'nodeid', node)}: @pytest.mark.dbgate_phase takes 'before' and/or "
+            f"'after', not {', '.join(repr(p) for p in unknown) or 'nothing'}"
+        )
+    return chosen
+
+
+def parametrize(metafunc: pytest.Metafunc) -> None:
+    """Split a test that touches the staging database into its ``[before]``/``[after]`` runs."""
+    if PHASE_FIXTURE not in metafunc.fixturenames:
+        return
+    phases = phases_for(metafunc.definition)
+    metafunc.parametrize(PHASE_FIXTURE, phases, ids=list(phases), indirect=True)
+
+
+def phase_of(item: pytest.Item) -> str | None:
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return None
+    phase = callspec.params.get(PHASE_FIXTURE)
+    return str(phase) if phase is not None else None
+
+
+def arrange(items: Sequence[pytest.Item], generated: Iterable[pytest.Item]) -> list[pytest.Item]:
+    """Gate items and phased tests in runbook order, then everything else as collected.
+
+    Within a stage: the gate's items, the project's phased pytest tests, then the gate items
+    that close the stage (the external test command runs after the pytest tests).
+    """
+    stages: dict[str, list[pytest.Item]] = {stage: [] for stage in STAGE_ORDER}
+    trailing: dict[str, list[pytest.Item]] = {"before": [], "after": []}
+    for item in generated:
+        stage = str(getattr(item, "stage", "after"))
+        if getattr(item, "runs_last_in_stage", False):
+            trailing.setdefault(stage, []).append(item)
+        else:
+            stages.setdefault(stage, []).append(item)
+    others: list[pytest.Item] = []
+    for item in items:
+        phase = phase_of(item)
+        if phase is None:
+            others.append(item)
+        else:
+            stages[phase].append(item)
+    ordered: list[pytest.Item] = []
+    for stage, members in stages.items():
+        ordered.extend(members)
+        ordered.extend(trailing.get(stage, []))
+    return ordered + others

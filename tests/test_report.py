@@ -1,0 +1,87 @@
+"""What the gate reports: the terminal table, the markdown report, JUnit grouped by stage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from junitparser import JUnitXml
+
+from .conftest import Project, example
+
+APP = """
+def test_search(dbgate_db):
+    assert dbgate_db.execute("SELECT count(*) FROM recipes WHERE title ILIKE '%lentil%'").fetchone()
+"""
+
+
+def test_terminal_table_and_markdown_report(
+    remote_demo: Project, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    summary = tmp_path / "step-summary.md"
+    summary.write_text("earlier step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    remote_demo.pytester.makepyfile(test_app=APP)
+    result = remote_demo.run()
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(
+        [
+            "*= dbgate: staging gate PASSED: 19 passed =*",
+            "stage    criterion * verdict    key figure",
+            "refresh  snapshot_restored * passed     * rows in 5 tables; dump *s, restore *s",
+            "before   project tests * passed     1 passed",
+            "migrate  applied[[]20250115150200_backfill_recipes_category_id[]] * passed     "
+            "applied in *s, statement by statement",
+            "schema   migrations_recorded * passed     6 of 6 recorded with their checksums",
+            "after    project tests * passed     1 passed",
+            "dbgate: report written to .dbgate/staging-report.md",
+        ]
+    )
+    report = (remote_demo.path / ".dbgate" / "staging-report.md").read_text()
+    assert report.startswith("# pytest-dbgate: staging gate PASSED: 19 passed\n")
+    assert "| refresh | source_reachable" in report.replace("  ", " ")
+    assert "## Migrations" in report
+    assert "`migrations/20250115160001_fix_recipe_category_fields_index.sql`" in report
+    assert summary.read_text() == "earlier step\n" + report + "\n"
+    results = json.loads((remote_demo.path / ".dbgate" / "staging-results.json").read_text())
+    assert results["passed"] is True
+    assert [i["stage"] for i in results["items"]].count("before") == 1
+
+
+def test_failures_are_in_the_markdown_report(remote_demo: Project) -> None:
+    result = remote_demo.migrations(example("unvalidated_fk")).run()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "*= dbgate: staging gate FAILED: 1 failed, 11 passed =*",
+            "schema   constraints_validated * FAILED     1 constraint(s) are NOT VALID*",
+        ]
+    )
+    report = (remote_demo.path / ".dbgate" / "staging-report.md").read_text()
+    assert "## Failures" in report
+    assert "### dbgate::schema::constraints_validated" in report
+    assert "ALTER TABLE recipes VALIDATE CONSTRAINT recipes_category_id_fkey;" in report
+
+
+def test_junit_groups_the_project_tests_by_phase(remote_demo: Project) -> None:
+    remote_demo.pytester.makepyfile(test_app=APP)
+    result = remote_demo.run("--junitxml=gate.xml")
+    assert result.ret == 0
+    xml = JUnitXml.fromfile(str(remote_demo.path / "gate.xml"))
+    cases = [(case.classname, case.name) for suite in xml for case in suite]
+    assert list(dict.fromkeys(c for c, _ in cases)) == [
+        "dbgate.refresh",
+        "dbgate.connect",
+        "dbgate.before",
+        "dbgate.migrate",
+        "dbgate.schema",
+        "dbgate.after",
+    ]
+    assert ("dbgate.before", "test_app.py::test_search[before]") in cases
+    assert ("dbgate.after", "test_app.py::test_search[after]") in cases
+
+
+def test_a_partial_selection_says_so(remote_demo: Project) -> None:
+    result = remote_demo.run("-k", "refresh")
+    result.stdout.fnmatch_lines(["*staging gate PASSED: 6 passed; only 6 of the 17 criteria ran*"])
