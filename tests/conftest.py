@@ -84,6 +84,12 @@ class Project:
         shutil.copytree(source, self.path / "prod", dirs_exist_ok=True)
         return self
 
+    def app_tests(self) -> Project:
+        """The demo application's own database tests (demo/tests, demo/recipes.py)."""
+        shutil.copytree(REPO / "demo" / "tests", self.path / "tests")
+        shutil.copy(REPO / "demo" / "recipes.py", self.path / "recipes.py")
+        return self
+
     def ini(self, **settings: str) -> Project:
         lines = ["[pytest]"] + [f"{key} = {value}" for key, value in settings.items()]
         self.pytester.makeini("\n".join(lines) + "\n")
@@ -109,7 +115,9 @@ def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Proje
 def demo(project: Project) -> Project:
     """The repository's demo: its seed (at 1 % scale) and its six migrations."""
     return (
-        project.seed(REPO / "demo" / "prod").migrations(REPO / "migrations").ini(dbgate_seed="prod")
+        project.seed(REPO / "demo" / "prod")
+        .migrations(REPO / "migrations")
+        .ini(dbgate_seed="prod", pythonpath=".")
     )
 
 

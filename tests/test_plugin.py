@@ -53,17 +53,36 @@ def test_without_dbgate_the_users_suite_runs_unchanged(pytester: pytest.Pytester
 
 
 def test_demo_release_passes_on_embedded_servers(demo: Project) -> None:
-    demo.pytester.makepyfile(test_app="def test_app():\n    assert True\n")
+    demo.app_tests()
     before = _embedded_dirs()
     result = demo.run("-v", "--junitxml=gate.xml")
-    result.assert_outcomes(passed=len(DEMO_ITEMS) + 1)
+    result.assert_outcomes(passed=len(DEMO_ITEMS) + 13)
     assert result.ret == 0
-    passed = [
+    ran = [
         line.split(" PASSED")[0]
         for line in result.stdout.lines
         if line.endswith("%]") and " PASSED" in line
     ]
-    assert passed == [*DEMO_ITEMS, "test_app.py::test_app"], "the checklist runs in order"
+    gate = [name for name in ran if name.startswith("dbgate::")]
+    assert gate == DEMO_ITEMS, "the checklist runs in order"
+    app = "tests/test_recipes.py::"
+    assert ran[8:14] == [
+        f"{app}test_title_search_finds_recipes_by_fragment[before]",
+        f"{app}test_search_is_case_insensitive[before]",
+        f"{app}test_a_cooks_recipes_newest_first[before]",
+        f"{app}test_recipe_ingredients_come_in_order[before]",
+        f"{app}test_top_rated_recipes[before]",
+        f"{app}test_old_release_lists_a_category_from_free_text[before]",
+    ], "the app's tests run before the first migration"
+    assert ran[-7:] == [
+        f"{app}test_title_search_finds_recipes_by_fragment[after]",
+        f"{app}test_search_is_case_insensitive[after]",
+        f"{app}test_a_cooks_recipes_newest_first[after]",
+        f"{app}test_recipe_ingredients_come_in_order[after]",
+        f"{app}test_top_rated_recipes[after]",
+        f"{app}test_new_release_lists_a_category_from_its_table[after]",
+        f"{app}test_every_categorised_recipe_got_its_category[after]",
+    ], "and again after the schema checks"
     result.stdout.fnmatch_lines(
         [
             "dbgate: staging gate of 6 migration(s) in migrations",
@@ -71,6 +90,9 @@ def test_demo_release_passes_on_embedded_servers(demo: Project) -> None:
             "*[[]dbgate[]] dumping postgres@127.0.0.1:*/prod*",
             "*[[]dbgate[]] applying 20250115160001_fix_recipe_category_fields_index "
             "(1 statement, statement by statement)",
+            "*= dbgate: staging gate PASSED: 30 passed =*",
+            "before   project tests * passed     6 passed",
+            "after    project tests * passed     7 passed",
         ]
     )
     assert _embedded_dirs() <= before, "embedded servers are stopped and removed"
@@ -88,9 +110,12 @@ def test_demo_release_passes_on_embedded_servers(demo: Project) -> None:
     assert float(props["duration_ms"]) > 0
     assert len([c for c in cases if c.startswith("dbgate.refresh::extension[")]) == 3
 
+    assert len([c for c in cases if c.startswith("dbgate.after::")]) == 7
     results = json.loads((demo.path / ".dbgate" / "staging-results.json").read_text())
     assert results["passed"] is True
-    assert [i["nodeid"] for i in results["items"]] == DEMO_ITEMS
+    assert [i["nodeid"] for i in results["items"] if i["nodeid"].startswith("dbgate::")] == (
+        DEMO_ITEMS
+    )
 
 
 @pytest.mark.parametrize(
