@@ -1,5 +1,5 @@
 -- dbgate: no-transaction
--- Backfill in batches of 5,000 rows, each committed on its own, so no row stays locked for long
+-- Backfill in batches of 2,000 rows, each committed on its own, so no row stays locked for long
 -- and the application's writes interleave. Safe to re-run: it only touches rows still missing
 -- their category_id, and categories already present are kept.
 
@@ -13,7 +13,7 @@ ON CONFLICT DO NOTHING;
 
 DO $$
 DECLARE
-    batch   constant bigint := 5000;
+    batch   constant bigint := 2000;
     next_id bigint;
     last_id bigint;
 BEGIN

@@ -23,6 +23,9 @@ from pytest_dbgate.binaries import PgBinaries, find_binaries
 from pytest_dbgate.connections import Endpoint, connection
 from pytest_dbgate.provisioning import embedded_server, load_seed, seed_files
 
+# Example projects are copied into pytester runs, never collected by the suite itself.
+collect_ignore = ["projects"]
+
 REPO = Path(__file__).resolve().parents[1]
 PROJECTS = Path(__file__).resolve().parent / "projects"
 DEMO_SCALE = "-c dbgate_demo.scale=0.01"
@@ -69,6 +72,7 @@ class Project:
         self.pytester = pytester
         self.monkeypatch = monkeypatch
         self.path = pytester.path
+        self.settings: dict[str, str] = {}
         for name in ("PROD_DATABASE_URL", "STAGING_DATABASE_URL", "GITHUB_STEP_SUMMARY"):
             monkeypatch.delenv(name, raising=False)
         monkeypatch.setenv("PGOPTIONS", DEMO_SCALE)
@@ -91,7 +95,9 @@ class Project:
         return self
 
     def ini(self, **settings: str) -> Project:
-        lines = ["[pytest]"] + [f"{key} = {value}" for key, value in settings.items()]
+        """Add settings to the project's pytest.ini (earlier ones are kept)."""
+        self.settings.update(settings)
+        lines = ["[pytest]"] + [f"{key} = {value}" for key, value in self.settings.items()]
         self.pytester.makeini("\n".join(lines) + "\n")
         return self
 
@@ -113,11 +119,12 @@ def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Proje
 
 @pytest.fixture
 def demo(project: Project) -> Project:
-    """The repository's demo: its seed (at 1 % scale) and its six migrations."""
+    """The repository's demo: its seed (at 1 % scale), its six migrations and its workload."""
+    shutil.copy(REPO / "demo" / "workload.sql", project.path / "workload.sql")
     return (
         project.seed(REPO / "demo" / "prod")
         .migrations(REPO / "migrations")
-        .ini(dbgate_seed="prod", pythonpath=".")
+        .ini(dbgate_seed="prod", dbgate_workload="workload.sql", pythonpath=".")
     )
 
 
@@ -151,3 +158,40 @@ def scratch_db(staging_server: Endpoint, request: pytest.FixtureRequest) -> Iter
     """A fresh, empty database on the staging server for one test."""
     with fresh_database(staging_server, request) as endpoint:
         yield endpoint
+
+
+@pytest.fixture(scope="session")
+def perf_db(source_server: Endpoint) -> Endpoint:
+    """tests/projects/perf's source database: 200,000 events with an index they need."""
+    return load_seed(source_server, "perf", [PROJECTS / "perf" / "seed.sql"])
+
+
+@pytest.fixture
+def perf_project(project: Project, perf_db: Endpoint, staging_server: Endpoint) -> Project:
+    """The perf project gated against real servers; add `safe` or `unsafe` migrations."""
+    for name in ("workload.sql", "test_events.py"):
+        shutil.copy(PROJECTS / "perf" / name, project.path / name)
+    return project.ini(dbgate_workload="workload.sql").against(perf_db, staging_server)
+
+
+@pytest.fixture(scope="session")
+def locks_db(source_server: Endpoint) -> Endpoint:
+    """tests/projects/locks' source database."""
+    return load_seed(source_server, "locks", [PROJECTS / "locks" / "seed.sql"])
+
+
+@pytest.fixture
+def locks_project(project: Project, locks_db: Endpoint, staging_server: Endpoint) -> Project:
+    """The locks project against real servers, performance stage off; add a release folder."""
+    return project.ini(dbgate_max_regression="off").against(locks_db, staging_server)
+
+
+@pytest.fixture(scope="session")
+def full_demo_db(source_server: Endpoint) -> Endpoint:
+    """The demo production database at full size, for the examples that need real sizes."""
+    loaded = load_seed(
+        source_server.replace(options="-c dbgate_demo.scale=1"),
+        "prod_full",
+        seed_files([REPO / "demo" / "prod"]),
+    )
+    return Endpoint.from_params({k: v for k, v in loaded.params if k != "options"})

@@ -38,14 +38,14 @@ with open("client.txt", "w") as out:
 
 def test_external_tests_run_before_and_after(remote_demo: Project) -> None:
     remote_demo.pytester.makepyfile(app_check=APP_CHECK)
-    remote_demo.ini(dbgate_seed="prod", dbgate_test_command="python app_check.py title")
+    remote_demo.ini(dbgate_test_command="python app_check.py title")
     result = remote_demo.run("-v")
-    result.assert_outcomes(passed=19)
+    result.assert_outcomes(passed=34)
     lines = [line.split(" ")[0] for line in result.stdout.lines if line.endswith("%]")]
     assert lines.index("dbgate::before::test_command") < lines.index(
         "dbgate::migrate::applied[20250115150000_create_recipe_categories]"
     )
-    assert lines[-1] == "dbgate::after::test_command"
+    assert lines[lines.index("dbgate::after::test_command") + 1] == "dbgate::after::after_captured"
 
 
 def test_failing_external_tests_show_their_output_without_the_password(
@@ -53,9 +53,9 @@ def test_failing_external_tests_show_their_output_without_the_password(
 ) -> None:
     remote_demo.pytester.makepyfile(app_check=APP_CHECK)
     # The old release's column: there before the release, dropped by its cleanup.
-    remote_demo.ini(dbgate_seed="prod", dbgate_test_command="python app_check.py category")
+    remote_demo.ini(dbgate_test_command="python app_check.py category")
     result = remote_demo.run()
-    result.assert_outcomes(passed=18, failed=1)
+    result.assert_outcomes(passed=33, failed=1)
     result.stdout.fnmatch_lines(
         [
             "*_ after: test_command _*",
@@ -81,9 +81,9 @@ def test_post_migrate_command_runs_between_migrating_and_the_after_tests(
             assert "category_id" in Path("client.txt").read_text().split()
         """
     )
-    remote_demo.ini(dbgate_seed="prod", dbgate_post_migrate_command="python generate_client.py")
+    remote_demo.ini(dbgate_post_migrate_command="python generate_client.py")
     result = remote_demo.run("-v")
-    result.assert_outcomes(passed=19)
+    result.assert_outcomes(passed=34)
     result.stdout.fnmatch_lines(
         [
             "dbgate::schema::migrations_recorded PASSED*",
@@ -99,10 +99,10 @@ def test_failing_post_migrate_command_stops_the_after_tests(remote_demo: Project
         test_app="def test_app(dbgate_db):\n    pass\n",
         regenerate="import sys\nprint('client generation failed: schema drift')\nsys.exit(3)\n",
     )
-    remote_demo.ini(dbgate_seed="prod", dbgate_post_migrate_command="python regenerate.py")
+    remote_demo.ini(dbgate_post_migrate_command="python regenerate.py")
     result = remote_demo.run("-rs")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.assert_outcomes(passed=18, failed=1, skipped=1)
+    result.assert_outcomes(passed=25, failed=1, skipped=9)
     result.stdout.fnmatch_lines(
         [
             "*_ after: post_migrate_command _*",

@@ -16,8 +16,11 @@ def test_junit_groups_items_by_stage(remote_demo: Project) -> None:
     assert list(dict.fromkeys(classes)) == [
         "dbgate.refresh",
         "dbgate.connect",
+        "dbgate.before",
         "dbgate.migrate",
         "dbgate.schema",
+        "dbgate.after",
+        "dbgate.performance",
     ]
 
 

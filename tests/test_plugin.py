@@ -22,15 +22,30 @@ DEMO_ITEMS = [
     "dbgate::refresh::extension[uuid-ossp]",
     "dbgate::connect::staging_reachable",
     "dbgate::connect::pool_headroom",
+    "dbgate::before::baseline_captured",
     "dbgate::migrate::applied[20250115150000_create_recipe_categories]",
+    "dbgate::migrate::locks[20250115150000_create_recipe_categories]",
     "dbgate::migrate::applied[20250115150100_add_recipes_category_id]",
+    "dbgate::migrate::locks[20250115150100_add_recipes_category_id]",
     "dbgate::migrate::applied[20250115150200_backfill_recipes_category_id]",
+    "dbgate::migrate::locks[20250115150200_backfill_recipes_category_id]",
     "dbgate::migrate::applied[20250115160000_fix_recipe_category_fields_fk]",
+    "dbgate::migrate::locks[20250115160000_fix_recipe_category_fields_fk]",
     "dbgate::migrate::applied[20250115160001_fix_recipe_category_fields_index]",
+    "dbgate::migrate::locks[20250115160001_fix_recipe_category_fields_index]",
     "dbgate::migrate::applied[20250115160002_fix_recipe_category_fields_cleanup]",
+    "dbgate::migrate::locks[20250115160002_fix_recipe_category_fields_cleanup]",
     "dbgate::schema::constraints_validated",
     "dbgate::schema::indexes_valid_and_ready",
     "dbgate::schema::migrations_recorded",
+    "dbgate::after::after_captured",
+    "dbgate::performance::query[search_by_title]",
+    "dbgate::performance::query[recipes_of_a_cook]",
+    "dbgate::performance::query[latest_recipes]",
+    "dbgate::performance::query[recipe_page]",
+    "dbgate::performance::query[top_rated]",
+    "dbgate::performance::query[cook_profile]",
+    "dbgate::performance::test_queries",
 ]
 
 
@@ -66,15 +81,16 @@ def test_demo_release_passes_on_embedded_servers(demo: Project) -> None:
     gate = [name for name in ran if name.startswith("dbgate::")]
     assert gate == DEMO_ITEMS, "the checklist runs in order"
     app = "tests/test_recipes.py::"
-    assert ran[8:14] == [
+    assert ran[8:15] == [
         f"{app}test_title_search_finds_recipes_by_fragment[before]",
         f"{app}test_search_is_case_insensitive[before]",
         f"{app}test_a_cooks_recipes_newest_first[before]",
         f"{app}test_recipe_ingredients_come_in_order[before]",
         f"{app}test_top_rated_recipes[before]",
         f"{app}test_old_release_lists_a_category_from_free_text[before]",
-    ], "the app's tests run before the first migration"
-    assert ran[-7:] == [
+        "dbgate::before::baseline_captured",
+    ], "the app's tests run before the first migration, then the baseline"
+    assert ran[-15:-7] == [
         f"{app}test_title_search_finds_recipes_by_fragment[after]",
         f"{app}test_search_is_case_insensitive[after]",
         f"{app}test_a_cooks_recipes_newest_first[after]",
@@ -82,7 +98,8 @@ def test_demo_release_passes_on_embedded_servers(demo: Project) -> None:
         f"{app}test_top_rated_recipes[after]",
         f"{app}test_new_release_lists_a_category_from_its_table[after]",
         f"{app}test_every_categorised_recipe_got_its_category[after]",
-    ], "and again after the schema checks"
+        "dbgate::after::after_captured",
+    ], "and again after the schema checks, then the after capture"
     result.stdout.fnmatch_lines(
         [
             "dbgate: staging gate of 6 migration(s) in migrations",
@@ -90,9 +107,9 @@ def test_demo_release_passes_on_embedded_servers(demo: Project) -> None:
             "*[[]dbgate[]] dumping postgres@127.0.0.1:*/prod*",
             "*[[]dbgate[]] applying 20250115160001_fix_recipe_category_fields_index "
             "(1 statement, statement by statement)",
-            "*= dbgate: staging gate PASSED: 30 passed =*",
-            "before   project tests * passed     6 passed",
-            "after    project tests * passed     7 passed",
+            f"*= dbgate: staging gate PASSED: {len(DEMO_ITEMS) + 13} passed =*",
+            "before * project tests * passed * 6 passed",
+            "after * project tests * passed * 7 passed",
         ]
     )
     assert _embedded_dirs() <= before, "embedded servers are stopped and removed"
@@ -110,7 +127,7 @@ def test_demo_release_passes_on_embedded_servers(demo: Project) -> None:
     assert float(props["duration_ms"]) > 0
     assert len([c for c in cases if c.startswith("dbgate.refresh::extension[")]) == 3
 
-    assert len([c for c in cases if c.startswith("dbgate.after::")]) == 7
+    assert len([c for c in cases if c.startswith("dbgate.after::")]) == 7 + 1  # and after_captured
     results = json.loads((demo.path / ".dbgate" / "staging-results.json").read_text())
     assert results["passed"] is True
     assert [i["nodeid"] for i in results["items"] if i["nodeid"].startswith("dbgate::")] == (

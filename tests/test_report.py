@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -27,26 +28,29 @@ def test_terminal_table_and_markdown_report(
     assert result.ret == 0
     result.stdout.fnmatch_lines(
         [
-            "*= dbgate: staging gate PASSED: 19 passed =*",
-            "stage    criterion * verdict    key figure",
-            "refresh  snapshot_restored * passed     * rows in 5 tables; dump *s, restore *s",
-            "before   project tests * passed     1 passed",
-            "migrate  applied[[]20250115150200_backfill_recipes_category_id[]] * passed     "
+            "*= dbgate: staging gate PASSED: 34 passed =*",
+            "stage * criterion * verdict * key figure",
+            "refresh * snapshot_restored * passed * * rows in 5 tables; dump *s, restore *s",
+            "before * project tests * passed * 1 passed",
+            "migrate * applied[[]20250115150200_backfill_recipes_category_id[]] * passed * "
             "applied in *s, statement by statement",
-            "schema   migrations_recorded * passed     6 of 6 recorded with their checksums",
-            "after    project tests * passed     1 passed",
+            "schema * migrations_recorded * passed * 6 of 6 recorded with their checksums",
+            "after * project tests * passed * 1 passed",
             "dbgate: report written to .dbgate/staging-report.md",
         ]
     )
     report = (remote_demo.path / ".dbgate" / "staging-report.md").read_text()
-    assert report.startswith("# pytest-dbgate: staging gate PASSED: 19 passed\n")
-    assert "| refresh | source_reachable" in report.replace("  ", " ")
+    assert report.startswith("# pytest-dbgate: staging gate PASSED: 34 passed\n")
+    assert re.search(r"^\| refresh +\| source_reachable +\| passed", report, re.M)
     assert "## Migrations" in report
     assert "`migrations/20250115160001_fix_recipe_category_fields_index.sql`" in report
     assert summary.read_text() == "earlier step\n" + report + "\n"
     results = json.loads((remote_demo.path / ".dbgate" / "staging-results.json").read_text())
     assert results["passed"] is True
-    assert [i["stage"] for i in results["items"]].count("before") == 1
+    assert [i["name"] for i in results["items"] if i["stage"] == "before"] == [
+        "test_app.py::test_search[before]",
+        "baseline_captured",
+    ]
 
 
 def test_failures_are_in_the_markdown_report(remote_demo: Project) -> None:
@@ -54,8 +58,8 @@ def test_failures_are_in_the_markdown_report(remote_demo: Project) -> None:
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(
         [
-            "*= dbgate: staging gate FAILED: 1 failed, 11 passed =*",
-            "schema   constraints_validated * FAILED     1 constraint(s) are NOT VALID*",
+            "*= dbgate: staging gate FAILED: 1 failed, 21 passed =*",
+            "schema * constraints_validated * FAILED * 1 constraint(s) are NOT VALID*",
         ]
     )
     report = (remote_demo.path / ".dbgate" / "staging-report.md").read_text()
@@ -77,6 +81,7 @@ def test_junit_groups_the_project_tests_by_phase(remote_demo: Project) -> None:
         "dbgate.migrate",
         "dbgate.schema",
         "dbgate.after",
+        "dbgate.performance",
     ]
     assert ("dbgate.before", "test_app.py::test_search[before]") in cases
     assert ("dbgate.after", "test_app.py::test_search[after]") in cases
@@ -84,4 +89,4 @@ def test_junit_groups_the_project_tests_by_phase(remote_demo: Project) -> None:
 
 def test_a_partial_selection_says_so(remote_demo: Project) -> None:
     result = remote_demo.run("-k", "refresh")
-    result.stdout.fnmatch_lines(["*staging gate PASSED: 6 passed; only 6 of the 17 criteria ran*"])
+    result.stdout.fnmatch_lines(["*staging gate PASSED: 6 passed; only 6 of the 32 criteria ran*"])

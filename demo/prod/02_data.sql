@@ -1,5 +1,5 @@
 -- Deterministic data: every value is a function of the row number, so every load is identical.
--- Full size is about 1.1 million rows (200,000 recipes). The custom setting dbgate_demo.scale
+-- Full size is about 1.4 million rows (200,000 recipes, 1,000,000 recipe ingredients). The custom setting dbgate_demo.scale
 -- (e.g. PGOPTIONS='-c dbgate_demo.scale=0.01') shrinks it for quick runs.
 
 CREATE FUNCTION pg_temp.scaled(n integer) RETURNS integer LANGUAGE sql IMMUTABLE AS $$
@@ -64,7 +64,7 @@ SELECT r, p,
        1 + (r * 31 + p * 197) % 200,
        (1 + (r + p) % 6) || ' ' || pg_temp.pick(ARRAY['g', 'tbsp', 'tsp', 'cups', 'pieces'], r + p)
 FROM generate_series(1, pg_temp.scaled(200000)) AS r,
-     generate_series(1, 3) AS p;
+     generate_series(1, 5) AS p;
 
 INSERT INTO ratings (user_id, recipe_id, stars, created_at)
 SELECT DISTINCT ON (u, r) u, r, s, c

@@ -33,7 +33,7 @@ def test_a_cooks_recipes_newest_first(dbgate_db: recipes.Conn) -> None:
 
 
 def test_recipe_ingredients_come_in_order(dbgate_db: recipes.Conn) -> None:
-    assert len(recipes.ingredients(dbgate_db, 1)) == 3
+    assert len(recipes.ingredients(dbgate_db, 1)) == 5
 
 
 def test_top_rated_recipes(dbgate_db: recipes.Conn) -> None:

@@ -7,6 +7,7 @@ that an explicit ``0`` on the command line is never mistaken for "unset".
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,12 @@ DATABASE_URL_ENV = "DATABASE_URL"
 DEFAULT_MIGRATIONS = "migrations"
 DEFAULT_REPORT_DIR = ".dbgate"
 DEFAULT_POOL_SIZE = 10
+DEFAULT_WORKLOAD_RUNS = 30
+DEFAULT_MAX_REGRESSION = 0.20
+DEFAULT_PERF_FLOOR_MS = 0.1
+DEFAULT_MAX_LOCK_MS = 1000
+DEFAULT_MAX_BLOCK_MS = 500
+DEFAULT_TRAFFIC_RATE = 20
 
 
 @dataclass(frozen=True)
@@ -115,6 +122,48 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="URL",
     ),
     Setting(
+        "workload",
+        "SQL file of representative queries with literal parameters, measured before and after "
+        "migrating (one query per statement; `-- name: x` above one names it)",
+        metavar="PATH",
+    ),
+    Setting(
+        "workload_runs",
+        f"times each workload query runs per phase, after a warm-up (default: "
+        f"{DEFAULT_WORKLOAD_RUNS})",
+        metavar="N",
+    ),
+    Setting(
+        "max_regression",
+        f"allowed slow-down of a query's mean time, as a fraction (default: "
+        f"{DEFAULT_MAX_REGRESSION}); `off` disables the performance stage",
+        metavar="FRACTION",
+    ),
+    Setting(
+        "perf_floor_ms",
+        f"differences in mean time below this many milliseconds are noise (default: "
+        f"{DEFAULT_PERF_FLOOR_MS})",
+        metavar="MS",
+    ),
+    Setting(
+        "max_lock_ms",
+        f"longest a migration may hold a lock that blocks reads or writes on a table with rows "
+        f"(default: {DEFAULT_MAX_LOCK_MS})",
+        metavar="MS",
+    ),
+    Setting(
+        "max_block_ms",
+        f"longest a simulated application session may wait for a migration (default: "
+        f"{DEFAULT_MAX_BLOCK_MS})",
+        metavar="MS",
+    ),
+    Setting(
+        "traffic_rate",
+        f"queries per second each simulated reader and writer sends while a migration runs "
+        f"(default: {DEFAULT_TRAFFIC_RATE}; 0: no traffic)",
+        metavar="N",
+    ),
+    Setting(
         "pool_size",
         f"connections the application's pool opens; pool headroom must leave room for it plus "
         f"the migration and the monitor (default: {DEFAULT_POOL_SIZE})",
@@ -170,6 +219,18 @@ class GateConfig:
     pool_size: int
     test_command: str | None = None
     post_migrate_command: str | None = None
+    workload: Path | None = None
+    workload_runs: int = DEFAULT_WORKLOAD_RUNS
+    max_regression: float | None = DEFAULT_MAX_REGRESSION
+    perf_floor_ms: float = DEFAULT_PERF_FLOOR_MS
+    max_lock_ms: float = DEFAULT_MAX_LOCK_MS
+    max_block_ms: float = DEFAULT_MAX_BLOCK_MS
+    traffic_rate: float = DEFAULT_TRAFFIC_RATE
+
+    @property
+    def performance(self) -> bool:
+        """Whether the performance stage runs (``dbgate_max_regression = off`` turns it off)."""
+        return self.max_regression is not None
 
     @property
     def embedded_source(self) -> bool:
@@ -204,6 +265,13 @@ def read_config(config: pytest.Config) -> GateConfig | None:
         pool_size=reader.non_negative_int("pool_size", DEFAULT_POOL_SIZE),
         test_command=reader.text("test_command"),
         post_migrate_command=reader.text("post_migrate_command"),
+        workload=reader.optional_path("workload"),
+        workload_runs=max(reader.non_negative_int("workload_runs", DEFAULT_WORKLOAD_RUNS), 1),
+        max_regression=reader.fraction_or_off("max_regression", DEFAULT_MAX_REGRESSION),
+        perf_floor_ms=reader.non_negative_float("perf_floor_ms", DEFAULT_PERF_FLOOR_MS),
+        max_lock_ms=reader.non_negative_float("max_lock_ms", DEFAULT_MAX_LOCK_MS),
+        max_block_ms=reader.non_negative_float("max_block_ms", DEFAULT_MAX_BLOCK_MS),
+        traffic_rate=reader.non_negative_float("traffic_rate", DEFAULT_TRAFFIC_RATE),
     )
 
 
@@ -282,6 +350,26 @@ class _Reader:
             assert isinstance(ini, list)
             names = [str(n).strip().rstrip(",") for n in ini]
         return tuple(dict.fromkeys(n for n in names if n))
+
+    def fraction_or_off(self, name: str, default: float) -> float | None:
+        cli = self._cli(name)
+        raw = cli if cli is not None else self._ini(name)
+        if raw is not None and str(raw).strip().lower() in ("off", "none", "false"):
+            return None
+        return self.non_negative_float(name, default)
+
+    def non_negative_float(self, name: str, default: float) -> float:
+        cli = self._cli(name)
+        raw = cli if cli is not None else self._ini(name)
+        if raw is None:
+            return default
+        try:
+            value = float(str(raw))
+        except ValueError:
+            value = -1.0
+        if value < 0 or math.isnan(value):
+            raise ConfigError.bad_value(SETTING[name].flag, str(raw), "a number, 0 or more")
+        return value
 
     def non_negative_int(self, name: str, default: int) -> int:
         cli = self._cli(name)

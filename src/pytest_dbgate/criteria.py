@@ -19,7 +19,10 @@ from psycopg import sql
 from pytest_dbgate.commands import CommandResult, run_command
 from pytest_dbgate.exceptions import CriterionFailed, Figure
 from pytest_dbgate.gate import (
+    AFTER_CAPTURE,
+    BASELINE,
     MIGRATED,
+    PERFORMANCE,
     RUNNER,
     SNAPSHOT,
     SOURCE,
@@ -29,8 +32,10 @@ from pytest_dbgate.gate import (
     StepFailed,
     migration_step,
 )
-from pytest_dbgate.migrations import Migration
+from pytest_dbgate.locks import CONFLICTS, HeldLock, LockReport, sql_mode
+from pytest_dbgate.migrations import BATCHES, Migration
 from pytest_dbgate.runner import TRACKING, Status
+from pytest_dbgate.stats import Capture, Comparison
 
 Figures = dict[str, Figure]
 Conn = psycopg.Connection[tuple[object, ...]]
@@ -49,7 +54,8 @@ class Criterion:
     """One generated test."""
 
     stage: ClassVar[str]
-    runs_last_in_stage: ClassVar[bool] = False
+    # Where in its stage: below 0 before the project's phased tests, above 0 after them.
+    position: ClassVar[int] = -1
     name: str
     path: Path
     requires: tuple[str, ...] = ()
@@ -343,6 +349,182 @@ class MigrationApplied(Criterion):
         return figures
 
 
+@dataclass(frozen=True)
+class LocksHeldBriefly(Criterion):
+    """No long lock that blocks reads or writes, and no application session blocked for long,
+    while one migration ran under simulated traffic."""
+
+    stage: ClassVar[str] = "migrate"
+    migration: Migration | None = None
+    index: int = 0
+
+    def check(self, gate: Gate) -> Figures:
+        assert self.migration is not None
+        outcome = gate.outcome(self.index)
+        if outcome.status is Status.NOT_APPLIED:
+            blocker = outcome.blocked_by
+            assert blocker is not None
+            raise StepFailed(migration_step(blocker.migration), blocker.describe_failure(gate.rel))
+        report = gate.lock_reports.get(self.migration.id)
+        if report is None:
+            return {
+                "summary": f"{outcome.status.value}: nothing ran",
+                "status": outcome.status.value,
+            }
+        figures = _lock_figures(report)
+        message = _lock_verdict(gate, report)
+        if message:
+            raise CriterionFailed(message, figures)
+        return figures
+
+
+def _lock_verdict(gate: Gate, report: LockReport) -> str:
+    """The failure message, or ``""`` when every lock and wait was within the limits."""
+    config = gate.config
+    long_locks = _strongest_per_table(
+        [lock for lock in report.locks if lock.dangerous and lock.held_ms > config.max_lock_ms]
+    )
+    blocked = {
+        table: figures
+        for table, figures in report.blocked_by_table().items()
+        if figures[1] > config.max_block_ms
+    }
+    waits = [w for w in report.waits if w.waited_ms > config.max_block_ms]
+    if not (long_locks or blocked or waits):
+        return ""
+    headline = []
+    if blocked:
+        worst = max(figures[1] for figures in blocked.values())
+        headline.append(
+            f"blocked the application for up to {worst:.0f} ms (limit {config.max_block_ms:.0f} ms)"
+        )
+    if long_locks:
+        worst_lock = long_locks[0]
+        headline.append(
+            f"held {sql_mode(worst_lock.mode)} on {worst_lock.relation} for "
+            f"{worst_lock.held_ms:.0f} ms (limit {config.max_lock_ms:.0f} ms)"
+        )
+    if waits:
+        headline.append(f"waited {max(w.waited_ms for w in waits):.0f} ms for another session")
+    lines = [f"{gate.rel(report.migration)} " + " and ".join(headline)]
+    # Each statement at fault once: what it held, on which tables, and the safe way to do it.
+    causes = list(long_locks)
+    for table in blocked:
+        cause = _cause(report, table)
+        if cause is not None and cause.relation not in {c.relation for c in causes}:
+            causes.append(cause)
+    by_statement: dict[int, list[HeldLock]] = {}
+    for lock in causes:
+        by_statement.setdefault(lock.statement.line if lock.statement else 0, []).append(lock)
+    for line, locks in sorted(by_statement.items()):
+        statement = locks[0].statement
+        held = ", ".join(
+            f"{sql_mode(lock.mode)} on {lock.relation} {lock.held_ms:.0f} ms" for lock in locks
+        )
+        if statement is None:
+            lines.append(f"  held {held}")
+            continue
+        lines.append(f"  line {line}: {statement.excerpt()}")
+        lines.append(f"    held {held}")
+        lines.append(
+            "    fix: "
+            + (
+                statement.lock_fix
+                or "the locks are held until the file's transaction commits: move the long "
+                "statements after this one to a migration of their own, or make them brief"
+            )
+        )
+    if blocked:
+        parts = []
+        for table, (count, longest, _) in blocked.items():
+            kinds = sorted({b.kind for b in report.blocked if b.table == table})
+            noun = " and ".join(k + ("s" if count > 1 else "") for k in kinds)
+            parts.append(f"{table} ({count} {noun}, longest {longest:.0f} ms)")
+        lines.append("  traffic that waited: " + "; ".join(parts))
+        if not causes:
+            lines.append(f"    they waited on row locks; fix: {BATCHES}")
+    for wait in waits:
+        lines.append(
+            f"  the migration waited {wait.waited_ms:.0f} ms for session {wait.pid} "
+            f"({wait.application or 'no application_name'}, {wait.state}): {wait.query}"
+        )
+        lines.append(
+            "    fix: end such sessions (idle in transaction, long transactions) before "
+            "migrating, and migrate with a lock_timeout"
+        )
+    return "\n".join(lines)
+
+
+def _strongest_per_table(locks: list[HeldLock]) -> list[HeldLock]:
+    strongest: dict[str, HeldLock] = {}
+    for lock in locks:
+        current = strongest.get(lock.relation)
+        if current is None or _strength(lock.mode) > _strength(current.mode):
+            strongest[lock.relation] = lock
+    return sorted(strongest.values(), key=lambda lock: (-lock.held_ms, lock.relation))
+
+
+def _strength(mode: str) -> int:
+    return list(CONFLICTS).index(mode) if mode in CONFLICTS else -1
+
+
+def _cause(report: LockReport, table: str) -> HeldLock | None:
+    """The lock on ``table`` that traffic most likely queued behind: the strongest, longest."""
+    on_table = [lock for lock in report.locks if lock.relation == table and lock.dangerous]
+    return max(on_table, key=lambda lock: (_strength(lock.mode), lock.held_ms), default=None)
+
+
+def _lock_figures(report: LockReport) -> Figures:
+    dangerous = [lock for lock in report.locks if lock.dangerous]
+    longest = max(dangerous, key=lambda lock: lock.held_ms, default=None)
+    figures: Figures = {
+        "locks": "; ".join(
+            f"{lock.relation} {sql_mode(lock.mode)} {lock.held_ms:.0f} ms"
+            for lock in report.locks[:12]
+        ),
+        "longest_blocking_lock_ms": round(longest.held_ms, 1) if longest else 0,
+        "traffic_tables": ", ".join(report.tables),
+        "probes": report.probes,
+        "blocked_probes": len(report.blocked),
+        "max_blocked_ms": round(report.max_blocked_ms, 1),
+        "polls": report.polls,
+    }
+    if report.blockers_before:
+        figures["blockers_before"] = " | ".join(report.blockers_before)
+    if report.waits:
+        figures["migration_waited_ms"] = round(max(w.waited_ms for w in report.waits), 1)
+    lock_part = (
+        f"longest blocking lock {sql_mode(longest.mode)} on {longest.relation} "
+        f"{longest.held_ms:.0f} ms"
+        if longest
+        else "no lock blocking reads or writes on a table with rows"
+    )
+    figures["summary"] = (
+        f"{lock_part}; traffic blocked at most {report.max_blocked_ms:.0f} ms "
+        f"({len(report.blocked)} of {report.probes} probes)"
+    )
+    return figures
+
+
+def _long_lock_message(gate: Gate, lock: HeldLock, limit: float) -> str:
+    statement = lock.statement
+    where = f"line {statement.line}: " if statement else ""
+    lines = [
+        f"{where}held {sql_mode(lock.mode)} on {lock.relation}, which blocks {lock.blocks}, for "
+        f"{lock.held_ms:.0f} ms (limit {limit:.0f} ms)"
+    ]
+    if statement is not None:
+        lines.append(f"    {statement.excerpt()}")
+        if statement.lock_fix:
+            lines.append(f"  fix: {statement.lock_fix}")
+        else:
+            lines.append(
+                "  fix: the lock is held until the file's transaction commits: move the long "
+                "statements after it to a migration of their own, or make them brief"
+            )
+    return "\n  ".join(lines)
+
+
 # -- schema --------------------------------------------------------------------------------
 
 
@@ -519,7 +701,7 @@ def _command_figures(result: CommandResult) -> Figures:
 class ExternalTests(Criterion):
     """The project's non-pytest database tests (``dbgate_test_command``) pass on staging."""
 
-    runs_last_in_stage: ClassVar[bool] = True
+    position: ClassVar[int] = 1
     command: str = ""
 
     def check(self, gate: Gate) -> Figures:
@@ -528,6 +710,7 @@ class ExternalTests(Criterion):
                 "the [before] test command would run after the migrations started: something "
                 "reordered the gate's items; run the gate without reordering"
             )
+        gate.open_window(self.stage)
         result = run_command(self.command, gate.snapshot().staging, gate.config.rootdir)
         figures = _command_figures(result)
         if not result.ok:
@@ -544,6 +727,109 @@ class ExternalTestsBefore(ExternalTests):
 @dataclass(frozen=True)
 class ExternalTestsAfter(ExternalTests):
     stage: ClassVar[str] = "after"
+
+
+# -- performance -----------------------------------------------------------------------------
+
+
+def _capture_figures(capture: Capture) -> Figures:
+    return {
+        "summary": f"{len(capture.tests)} test queries, {len(capture.workload)} workload queries "
+        f"measured in {capture.seconds:.1f}s",
+        "test_queries": len(capture.tests),
+        "workload_queries": len(capture.workload),
+        "seconds": round(capture.seconds, 3),
+    }
+
+
+@dataclass(frozen=True)
+class BaselineCaptured(Criterion):
+    """Query statistics before migrating: the project's test queries and the workload's."""
+
+    stage: ClassVar[str] = "before"
+    position: ClassVar[int] = 2
+
+    def check(self, gate: Gate) -> Figures:
+        return _capture_figures(gate.baseline())
+
+
+@dataclass(frozen=True)
+class AfterCaptured(Criterion):
+    stage: ClassVar[str] = "after"
+    position: ClassVar[int] = 2
+
+    def check(self, gate: Gate) -> Figures:
+        return _capture_figures(gate.after_capture())
+
+
+def _regression_message(c: Comparison, what: str) -> str:
+    assert c.before is not None and c.after is not None
+    lines = [
+        f"{what} is slower after the migrations: {c.reason}",
+        f"    {' '.join(c.sql.split())[:300]}",
+    ]
+    if c.plan_diff:
+        lines.append(f"  plan: {c.plan_diff}")
+        lines.append(
+            "  fix: the release removed an index this query needs or changed what the planner "
+            "can use: recreate it (CREATE INDEX CONCURRENTLY …), or keep it until the query "
+            "no longer needs it"
+        )
+    else:
+        lines.append(f"  plan before: {'; '.join(c.plan_before or ['unknown'])}")
+        lines.append(
+            "  fix: look at what the migrations changed on the tables this query reads "
+            "(bloat, a dropped or unused index, a trigger)"
+        )
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class QueryNotSlower(Criterion):
+    """One workload query is not slower than the allowed regression."""
+
+    stage: ClassVar[str] = "performance"
+    label: str = ""
+
+    def check(self, gate: Gate) -> Figures:
+        found = next(c for c in gate.comparisons() if c.key == f"workload:{self.label}")
+        figures: Figures = dict(found.figures())
+        if found.regressed:
+            raise CriterionFailed(
+                _regression_message(found, f"workload query {self.label}"), figures
+            )
+        return figures
+
+
+@dataclass(frozen=True)
+class TestQueriesNotSlower(Criterion):
+    """The queries the project's own tests ran are not slower than the allowed regression."""
+
+    stage: ClassVar[str] = "performance"
+
+    def check(self, gate: Gate) -> Figures:
+        tests = [c for c in gate.comparisons() if c.source == "tests"]
+        matched = [c for c in tests if c.before is not None and c.after is not None]
+        regressed = [c for c in matched if c.regressed]
+        figures: Figures = {
+            "summary": f"{len(matched)} matched, {len(regressed)} slower; "
+            f"{len(tests) - len(matched)} seen on one side only",
+            "matched": len(matched),
+            "regressed": len(regressed),
+            "one_side_only": len(tests) - len(matched),
+        }
+        if regressed:
+            raise CriterionFailed(
+                "\n".join(
+                    _regression_message(
+                        c, f"a query of the project's tests (called {c.after.calls} times after)"
+                    )
+                    for c in regressed
+                    if c.after is not None
+                ),
+                figures,
+            )
+        return figures
 
 
 # -- the checklist -------------------------------------------------------------------------
@@ -577,11 +863,22 @@ def staging_checklist(gate: Gate, extensions: Sequence[str]) -> list[Criterion]:
                 index=index,
             )
         )
+        checklist.append(
+            LocksHeldBriefly(
+                f"locks[{migration.id}]",
+                migration.path,
+                (SNAPSHOT, RUNNER),
+                migration=migration,
+                index=index,
+            )
+        )
     config = gate.config
     if config.test_command:
         checklist.append(
             ExternalTestsBefore("test_command", where, (SNAPSHOT,), command=config.test_command)
         )
+    if gate.performance is not None:
+        checklist.append(BaselineCaptured("baseline_captured", where, (SNAPSHOT,), (BASELINE,)))
     schema_needs = (SNAPSHOT, RUNNER)
     checklist += [
         ConstraintsValidated("constraints_validated", where, schema_needs, needs_migrations=True),
@@ -600,4 +897,13 @@ def staging_checklist(gate: Gate, extensions: Sequence[str]) -> list[Criterion]:
         checklist.append(
             ExternalTestsAfter("test_command", where, (MIGRATED,), command=config.test_command)
         )
+    if gate.performance is not None:
+        checklist.append(AfterCaptured("after_captured", where, (MIGRATED,), (AFTER_CAPTURE,)))
+        perf_needs = (BASELINE, AFTER_CAPTURE, PERFORMANCE)
+        workload_path = config.workload or where
+        checklist += [
+            QueryNotSlower(f"query[{q.label}]", workload_path, perf_needs, label=q.label)
+            for q in gate.performance.workload
+        ]
+        checklist.append(TestQueriesNotSlower("test_queries", where, perf_needs))
     return checklist

@@ -43,3 +43,4 @@ def enter_phase(gate: Gate, phase: str, item: Reporter) -> None:
             )
     else:
         require(gate, MIGRATED, item)
+    gate.open_window(phase)

@@ -123,6 +123,21 @@ class ConfigError(DbgateError):
         )
 
     @classmethod
+    def workload_missing(cls, path: Path) -> ConfigError:
+        return cls(
+            f"the workload file {path} does not exist",
+            "point --dbgate-workload / dbgate_workload at a .sql file of representative queries",
+        )
+
+    @classmethod
+    def workload_malformed(cls, path: Path, line: int, message: str) -> ConfigError:
+        return cls(
+            f"{path}:{line}: the workload is not usable: {message}",
+            "write one data query per statement, with literal parameters (`-- name: <label>` "
+            "above a query names it)",
+        )
+
+    @classmethod
     def empty_migration(cls, path: Path) -> ConfigError:
         return cls(
             f"{path} holds no SQL statement",
@@ -255,6 +270,54 @@ class RefreshError(DbgateError):
             f"pg_restore into {where} failed:\n{_indent(stderr)}",
             "make sure the staging server has the extensions and the PostgreSQL major version "
             "the source uses",
+        )
+
+
+class PerformanceError(DbgateError):
+    """Query statistics cannot be captured on the staging server."""
+
+    @classmethod
+    def not_preloaded(cls) -> PerformanceError:
+        return cls(
+            "pg_stat_statements is not loaded on the staging server, so query times cannot be "
+            "measured",
+            "add it to shared_preload_libraries (postgresql.conf: shared_preload_libraries = "
+            "'pg_stat_statements') and restart the server; on a managed service, enable it in "
+            "the instance's parameters. Or turn the performance stage off with "
+            "dbgate_max_regression = off",
+        )
+
+    @classmethod
+    def cannot_create(cls, cause: str) -> PerformanceError:
+        return cls(
+            f"the pg_stat_statements extension is missing in the staging database and the "
+            f"staging role may not create it ({cause})",
+            "have an administrator run CREATE EXTENSION pg_stat_statements on the source (the "
+            "snapshot then brings it), or use a superuser for staging",
+        )
+
+    @classmethod
+    def unavailable(cls, cause: str) -> PerformanceError:
+        return cls(
+            f"pg_stat_statements cannot be read on the staging server: {cause}",
+            "install the PostgreSQL contrib package on the staging server and preload "
+            "pg_stat_statements, or set dbgate_max_regression = off",
+        )
+
+    @classmethod
+    def workload_failed(cls, path: Path | None, cause: str) -> PerformanceError:
+        return cls(
+            f"a query of the workload {path} failed on staging: {cause}",
+            "fix the query (it must run on the schema before and after the release)",
+        )
+
+    @classmethod
+    def migrations_first(cls) -> PerformanceError:
+        return cls(
+            "the performance baseline must be captured before the migrations, but they already "
+            "started",
+            "run the gate in order (do not select migration items without "
+            "dbgate::before::baseline_captured)",
         )
 
 

@@ -9,8 +9,9 @@ with the message themselves. So no selection of items can silently skip a failur
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +24,10 @@ from pytest_dbgate.binaries import PgBinaries, client_for, find_binaries
 from pytest_dbgate.commands import CommandResult, run_command
 from pytest_dbgate.config import GateConfig
 from pytest_dbgate.connections import Endpoint, connect
-from pytest_dbgate.exceptions import ConfigError, DbgateError, SafetyError
+from pytest_dbgate.exceptions import ConfigError, DbgateError, PerformanceError, SafetyError
+from pytest_dbgate.locks import LockReport, relations_in_sql, watching
 from pytest_dbgate.migrations import Migration, discover, extensions_in
+from pytest_dbgate.performance import Performance
 from pytest_dbgate.provisioning import (
     EMBEDDED_SOURCE_DB,
     ServerIdentity,
@@ -37,8 +40,10 @@ from pytest_dbgate.provisioning import (
     server_identity,
     take_gate_lock,
 )
-from pytest_dbgate.runner import Outcome, Runner
+from pytest_dbgate.runner import Outcome, Runner, StatementLog
 from pytest_dbgate.snapshot import Snapshot, refresh
+from pytest_dbgate.stats import Capture, Comparison
+from pytest_dbgate.workload import parse_workload
 
 T = TypeVar("T")
 Conn = psycopg.Connection[tuple[object, ...]]
@@ -49,6 +54,9 @@ STAGING_SERVER = "staging_server"
 SNAPSHOT = "snapshot"
 RUNNER = "runner"
 MIGRATED = "migrated"  # every migration applied and the post-migrate command run: "after" may start
+BASELINE = "baseline"
+AFTER_CAPTURE = "after_capture"
+PERFORMANCE = "performance"
 
 
 class Reporter(Protocol):
@@ -104,6 +112,13 @@ class Gate:
         self.selected: set[Reporter] = set()
         self._stack = ExitStack()
         self._memo: dict[str, object] = {}
+        self.workload = parse_workload(config.workload) if config.workload is not None else []
+        self.lock_reports: dict[str, LockReport] = {}
+        self.performance: Performance | None = None
+        if config.performance:
+            self.performance = Performance(config, progress, self.workload)
+            self.performance.attach(lambda: self.staging_connection(purpose="stats"))
+            self._stack.callback(self.performance.close)
 
     def close(self) -> None:
         self._stack.close()
@@ -159,6 +174,9 @@ class Gate:
             SNAPSHOT: self.snapshot,
             RUNNER: self.runner,
             MIGRATED: self.migrated,
+            BASELINE: self.baseline,
+            AFTER_CAPTURE: self.after_capture,
+            PERFORMANCE: self.comparisons,
         }
         return steps[step]()
 
@@ -171,6 +189,26 @@ class Gate:
     def migrated(self) -> CommandResult | None:
         """Every migration applied, then the post-migrate command: what "after" tests need."""
         return self._once(MIGRATED, self._finish_migrating)
+
+    def baseline(self) -> Capture:
+        """The before window closed and the workload measured, before any migration."""
+        return self._once(BASELINE, self._capture_baseline)
+
+    def after_capture(self) -> Capture:
+        return self._once(AFTER_CAPTURE, self._capture_after)
+
+    def comparisons(self) -> list[Comparison]:
+        return self._once(PERFORMANCE, self._compare)
+
+    def open_window(self, phase: str) -> None:
+        """Start measuring a phase's queries, if the performance stage runs and staging is up."""
+        if self.performance is None:
+            return
+        try:
+            self.snapshot()
+        except StepFailed:
+            return
+        self.performance.open_window(phase)
 
     @property
     def migrations_started(self) -> bool:
@@ -253,17 +291,78 @@ class Gate:
         if failed is not None:
             raise StepFailed(migration_step(failed.migration), failed.describe_failure(self.rel))
         command = self.config.post_migrate_command
-        if command is None:
-            return None
-        self.progress(f"running the post-migrate command `{command}`")
-        result = run_command(command, self.snapshot().staging, self.config.rootdir)
-        if not result.ok:
-            raise StepFailed(MIGRATED, result.failure("the post-migrate command"))
+        result = None
+        if command is not None:
+            self.progress(f"running the post-migrate command `{command}`")
+            result = run_command(command, self.snapshot().staging, self.config.rootdir)
+            if not result.ok:
+                raise StepFailed(MIGRATED, result.failure("the post-migrate command"))
+        if self.performance is not None:
+            # Compare steady states: a backfill's dead rows are vacuumed on production soon
+            # after a deploy; the after window should not measure them.
+            self.progress("VACUUM ANALYZE on staging before measuring the after phase")
+            self.staging_connection(purpose="vacuum").execute("VACUUM (ANALYZE)")
+            self.open_window("after")
         return result
 
+    def _capture_baseline(self) -> Capture:
+        assert self.performance is not None
+        self.snapshot()
+        if self.migrations_started:
+            raise PerformanceError.migrations_first()
+        return self.performance.capture("before")
+
+    def _capture_after(self) -> Capture:
+        assert self.performance is not None
+        self.baseline()  # without one, the after capture has nothing to be compared with
+        self.migrated()
+        return self.performance.capture("after")
+
+    def _compare(self) -> list[Comparison]:
+        assert self.performance is not None
+        return self.performance.judge(self.baseline(), self.after_capture())
+
     def _open_runner(self) -> Runner:
+        if self.performance is not None:
+            # The baseline belongs before the first migration, whatever was selected; if it
+            # cannot be taken, the baseline item says why and migrating goes on.
+            with contextlib.suppress(StepFailed):
+                self.baseline()
         conn = self.staging_connection(purpose="migrate")
-        return Runner(conn, self.migrations, self.progress, f"pytest-dbgate {__version__} staging")
+        return Runner(
+            conn,
+            self.migrations,
+            self.progress,
+            f"pytest-dbgate {__version__} staging",
+            watch=self._watch_migration,
+        )
+
+    @contextlib.contextmanager
+    def _watch_migration(self, migration: Migration, conn: Conn) -> Iterator[StatementLog]:
+        """Simulated traffic and the lock monitor around one migration."""
+        staging = self.snapshot().staging
+
+        def session() -> Conn:
+            return connect(staging, "staging", self.config.staging_url_setting, purpose="watch")
+
+        with watching(
+            session, migration, conn, self._workload_reads(), self.config.traffic_rate
+        ) as (report, timeline):
+            self.lock_reports[migration.id] = report
+            yield timeline
+
+    def _workload_reads(self) -> dict[str, list[str]]:
+        """The workload's read queries by the relations they read: traffic reads these."""
+        reads: dict[str, list[str]] = {}
+        for query in self.workload:
+            if not query.sql.lstrip().lower().startswith(("select", "with")):
+                continue
+            names = set(relations_in_sql([query.sql]))
+            # Only one-table reads: a join holds one table while it waits for the next, and a
+            # migration locking both in the other order would deadlock with the simulation.
+            if len(names) == 1:
+                reads.setdefault(names.pop(), []).append(query.sql)
+        return reads
 
 
 def open_gate(config: GateConfig, progress: Progress) -> Gate:

@@ -54,8 +54,8 @@ class CriterionItem(pytest.Item):
         return self.criterion.stage
 
     @property
-    def runs_last_in_stage(self) -> bool:
-        return self.criterion.runs_last_in_stage
+    def position(self) -> int:
+        return self.criterion.position
 
     def setup(self) -> None:
         for step in self.criterion.requires:

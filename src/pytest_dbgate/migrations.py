@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from pglast import ast, parse_sql
-from pglast.enums import AlterTableType, ObjectType, ReindexObjectType
+from pglast.enums import AlterTableType, ConstrType, ObjectType, ReindexObjectType
 from pglast.parser import ParseError
 
 from pytest_dbgate.exceptions import ConfigError
@@ -37,6 +37,7 @@ class Statement:
     autocommit_reason: str | None
     extension: str | None = None
     concurrent_index: str | None = None
+    lock_fix: str | None = None
 
     def line_of(self, position: int) -> int:
         """File line of a 1-based character ``position`` inside this statement."""
@@ -149,6 +150,7 @@ def split_statements(path: Path, text: str) -> list[Statement]:
                     if isinstance(node, ast.IndexStmt) and node.concurrent
                     else None
                 ),
+                lock_fix=lock_fix(node),
             )
         )
     if not statements:
@@ -195,6 +197,65 @@ def _autocommit_reason(node: ast.Node) -> str | None:
                 return "DETACH PARTITION CONCURRENTLY cannot run inside a transaction"
     if isinstance(node, ast.DropStmt) and node.removeType == ObjectType.OBJECT_DATABASE:
         return "DROP DATABASE cannot run inside a transaction"
+    return None
+
+
+BATCHES = (
+    "do it in batches, each committed on its own (`-- dbgate: no-transaction` and a DO loop "
+    "that COMMITs), so no row or table stays locked for long"
+)
+
+
+def lock_fix(node: ast.Node) -> str | None:
+    """The safe way to do what a statement does, when it holds a strong lock for long."""
+    if isinstance(node, ast.IndexStmt) and not node.concurrent:
+        return "build the index CONCURRENTLY (CREATE INDEX CONCURRENTLY, in a file of its own)"
+    if isinstance(node, ast.ReindexStmt):
+        return "REINDEX … CONCURRENTLY"
+    if isinstance(node, ast.DropStmt) and node.removeType == ObjectType.OBJECT_INDEX:
+        return "DROP INDEX CONCURRENTLY"
+    if isinstance(node, ast.UpdateStmt | ast.DeleteStmt):
+        return BATCHES
+    if not isinstance(node, ast.AlterTableStmt):
+        return None
+    for cmd in node.cmds or ():
+        if not isinstance(cmd, ast.AlterTableCmd):
+            continue
+        definition = cmd.def_
+        if cmd.subtype == AlterTableType.AT_AddConstraint and isinstance(
+            definition, ast.Constraint
+        ):
+            if definition.contype == ConstrType.CONSTR_FOREIGN and not definition.skip_validation:
+                return (
+                    "add the FK NOT VALID, then VALIDATE CONSTRAINT in a later migration (SHARE "
+                    "UPDATE EXCLUSIVE: reads and writes go on)"
+                )
+            if definition.contype == ConstrType.CONSTR_CHECK and not definition.skip_validation:
+                return "add the CHECK NOT VALID, then VALIDATE CONSTRAINT in a later migration"
+            if (
+                definition.contype in (ConstrType.CONSTR_UNIQUE, ConstrType.CONSTR_PRIMARY)
+                and not definition.indexname
+            ):
+                return "build a unique index CONCURRENTLY first, then ADD CONSTRAINT … USING INDEX"
+        if cmd.subtype == AlterTableType.AT_AddColumn and isinstance(definition, ast.ColumnDef):
+            kinds = {getattr(c, "contype", None) for c in definition.constraints or ()}
+            if ConstrType.CONSTR_DEFAULT in kinds or ConstrType.CONSTR_GENERATED in kinds:
+                return (
+                    "add the column without a volatile default (nullable, no default), backfill "
+                    "it in batches, then SET DEFAULT: a volatile default rewrites the table"
+                )
+            if ConstrType.CONSTR_IDENTITY in kinds:
+                return "add the column without identity; a new identity column rewrites the table"
+        if cmd.subtype == AlterTableType.AT_AlterColumnType:
+            return (
+                "change the type without a rewrite: add a new column, backfill it in batches, "
+                "switch the application, drop the old one later"
+            )
+        if cmd.subtype == AlterTableType.AT_SetNotNull:
+            return (
+                "add CHECK (column IS NOT NULL) NOT VALID, VALIDATE it, then SET NOT NULL (which "
+                "then skips the scan)"
+            )
     return None
 
 

@@ -16,7 +16,7 @@ PHASE_FIXTURE = "dbgate_phase"
 MARKER = "dbgate_phase"
 
 # Runbook order: the gate's stages, with the phased tests in their stage.
-STAGE_ORDER = ("refresh", "connect", "before", "migrate", "schema", "after")
+STAGE_ORDER = ("refresh", "connect", "before", "migrate", "schema", "after", "performance")
 
 
 def phases_for(node: pytest.Item | pytest.Function | object) -> tuple[str, ...]:
@@ -54,26 +54,21 @@ def phase_of(item: pytest.Item) -> str | None:
 def arrange(items: Sequence[pytest.Item], generated: Iterable[pytest.Item]) -> list[pytest.Item]:
     """Gate items and phased tests in runbook order, then everything else as collected.
 
-    Within a stage: the gate's items, the project's phased pytest tests, then the gate items
-    that close the stage (the external test command runs after the pytest tests).
+    Within a stage, items go by position: the gate's items at negative positions, the project's
+    phased pytest tests at 0, then the external test command (1) and the capture (2).
     """
-    stages: dict[str, list[pytest.Item]] = {stage: [] for stage in STAGE_ORDER}
-    trailing: dict[str, list[pytest.Item]] = {"before": [], "after": []}
+    stages: dict[str, list[tuple[int, pytest.Item]]] = {stage: [] for stage in STAGE_ORDER}
     for item in generated:
         stage = str(getattr(item, "stage", "after"))
-        if getattr(item, "runs_last_in_stage", False):
-            trailing.setdefault(stage, []).append(item)
-        else:
-            stages.setdefault(stage, []).append(item)
+        stages.setdefault(stage, []).append((int(getattr(item, "position", -1)), item))
     others: list[pytest.Item] = []
     for item in items:
         phase = phase_of(item)
         if phase is None:
             others.append(item)
         else:
-            stages[phase].append(item)
+            stages[phase].append((0, item))
     ordered: list[pytest.Item] = []
-    for stage, members in stages.items():
-        ordered.extend(members)
-        ordered.extend(trailing.get(stage, []))
+    for members in stages.values():
+        ordered.extend(item for _, item in sorted(members, key=lambda pair: pair[0]))
     return ordered + others

@@ -54,6 +54,29 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[GATE_KEY] = gate
     config.stash[RESULTS_KEY] = Results(gate_config.mode)
     config.pluginmanager.register(GateHooks(config), "dbgate-gate")
+    _interrupt_on_sigterm(config)
+
+
+def _interrupt_on_sigterm(config: pytest.Config) -> None:
+    """A cancelled CI job sends SIGTERM: make it an interruption, so the session still ends and
+    the embedded servers, the monitor and the traffic are stopped, not left running."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous not in (signal.SIG_DFL, None):
+        return  # someone else already decides what SIGTERM does
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous)
+
+    signal.signal(signal.SIGTERM, interrupt)
+    config.add_cleanup(restore)
 
 
 def _one_worker(config: pytest.Config) -> None:

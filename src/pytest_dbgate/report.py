@@ -165,6 +165,30 @@ class Results:
                     tablefmt="github",
                 )
             )
+        locks = [r for r in self.ran if r.stage == "migrate" and r.name.startswith("locks[")]
+        if locks:
+            lines += ["", "## Locks", ""]
+            lines.append(
+                tabulate(
+                    [
+                        (
+                            f"`{r.name[6:-1]}`",
+                            r.verdict,
+                            _md(str(r.figures.get("locks", ""))) or "none seen",
+                            f"{r.figures.get('max_blocked_ms', 0)} ms in "
+                            f"{r.figures.get('blocked_probes', 0)} of {r.figures.get('probes', 0)}",
+                        )
+                        for r in locks
+                    ],
+                    headers=(
+                        "migration",
+                        "verdict",
+                        "locks held (table, mode, ms)",
+                        "traffic blocked",
+                    ),
+                    tablefmt="github",
+                )
+            )
         problems = [r for r in self.ran if r.outcome in ("failed", "error")]
         if problems:
             lines += ["", "## Failures"]

@@ -8,10 +8,13 @@ outcome of migration *n* applies everything up to *n* once, whoever asks first.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import Protocol
 
 import psycopg
 from psycopg import pq, sql
@@ -20,6 +23,26 @@ from pytest_dbgate.migrations import Migration, Statement
 
 Conn = psycopg.Connection[tuple[object, ...]]
 Progress = Callable[[str], None]
+
+
+class StatementLog(Protocol):
+    """Told when each statement of a migration starts and ends (the lock monitor listens)."""
+
+    def started(self, statement: Statement) -> None: ...
+
+    def finished(self, statement: Statement, conn: Conn, in_transaction: bool) -> None: ...
+
+
+class _Unobserved:
+    def started(self, statement: Statement) -> None:
+        pass
+
+    def finished(self, statement: Statement, conn: Conn, in_transaction: bool) -> None:
+        pass
+
+
+# Something to run around each migration: it receives the migration and the migrating session.
+Watch = Callable[[Migration, Conn], AbstractContextManager[StatementLog]]
 
 TRACKING_SCHEMA = "dbgate"
 TRACKING_TABLE = "migrations"
@@ -144,8 +167,10 @@ class Runner:
         migrations: Sequence[Migration],
         progress: Progress,
         applied_by: str,
+        watch: Watch | None = None,
     ) -> None:
         self._conn = conn
+        self._watch = watch
         self._migrations = list(migrations)
         self._progress = progress
         self._applied_by = applied_by
@@ -199,13 +224,19 @@ class Runner:
         count = len(migration.statements)
         noun = "statement" if count == 1 else "statements"
         self._progress(f"applying {migration.id} ({count} {noun}, {how})")
-        started = time.monotonic()
-        failure = (
-            self._run_transactional(migration)
-            if migration.transactional
-            else self._run_autocommit(migration)
+        watching: AbstractContextManager[StatementLog] = (
+            self._watch(migration, self._conn)
+            if self._watch is not None
+            else contextlib.nullcontext(_Unobserved())
         )
-        duration_ms = (time.monotonic() - started) * 1000
+        with watching as timeline:
+            started = time.monotonic()
+            failure = (
+                self._run_transactional(migration, timeline)
+                if migration.transactional
+                else self._run_autocommit(migration, timeline)
+            )
+            duration_ms = (time.monotonic() - started) * 1000
         total = len(migration.statements)
         run = total if failure is None else failure.statements_committed
         self._conn.execute(
@@ -228,21 +259,25 @@ class Runner:
         self._progress(f"{migration.id} applied in {duration_ms / 1000:.1f}s")
         return Outcome(migration, Status.APPLIED, duration_ms, run)
 
-    def _run_transactional(self, migration: Migration) -> Failure | None:
+    def _run_transactional(self, migration: Migration, log: StatementLog) -> Failure | None:
         current: Statement | None = None
         try:
             with self._conn.transaction():
                 for statement in migration.statements:
                     current = statement
+                    log.started(statement)
                     self._conn.execute(statement.text)
+                    log.finished(statement, self._conn, in_transaction=True)
         except psycopg.Error as exc:
             return _failure(exc, current, 0)
         return None
 
-    def _run_autocommit(self, migration: Migration) -> Failure | None:
+    def _run_autocommit(self, migration: Migration, log: StatementLog) -> Failure | None:
         for done, statement in enumerate(migration.statements):
+            log.started(statement)
             try:
                 self._conn.execute(statement.text)
+                log.finished(statement, self._conn, in_transaction=False)
             except psycopg.Error as exc:
                 if self._conn.info.transaction_status != pq.TransactionStatus.IDLE:
                     # The file opened a transaction of its own and failed inside it.

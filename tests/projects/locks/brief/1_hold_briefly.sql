@@ -1,0 +1,2 @@
+LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE;
+SELECT pg_sleep(0.1);

@@ -1,0 +1,272 @@
+"""The lock gate on real servers: inventory, blocked traffic, blockers, verdicts, cleanup."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from pytest_dbgate.connections import Endpoint, connection
+from pytest_dbgate.locks import blocks, sql_mode, touched_relations
+from pytest_dbgate.migrations import discover
+
+from .conftest import PROJECTS, REPO, Project, example, url
+
+LOCKS = PROJECTS / "locks"
+
+
+@pytest.mark.parametrize(
+    ("mode", "blocked"),
+    [
+        ("AccessShareLock", "nothing"),
+        ("RowShareLock", "nothing"),
+        ("RowExclusiveLock", "nothing"),
+        ("ShareUpdateExclusiveLock", "nothing"),
+        ("ShareLock", "writes"),
+        ("ShareRowExclusiveLock", "writes"),
+        ("ExclusiveLock", "writes"),
+        ("AccessExclusiveLock", "reads and writes"),
+    ],
+)
+def test_each_mode_is_classified_by_what_it_blocks(mode: str, blocked: str) -> None:
+    assert blocks(mode) == blocked
+
+
+def test_modes_are_spelt_as_sql() -> None:
+    assert sql_mode("ShareRowExclusiveLock") == "SHARE ROW EXCLUSIVE"
+    assert sql_mode("AccessExclusiveLock") == "ACCESS EXCLUSIVE"
+
+
+def test_touched_tables_include_what_do_blocks_and_references_name() -> None:
+    by_name = {m.name: m for m in discover(REPO / "migrations")}
+    assert touched_relations(by_name["backfill_recipes_category_id"]) == [
+        "recipe_categories",
+        "recipes",
+    ]
+    fk = touched_relations(by_name["fix_recipe_category_fields_fk"])
+    assert "recipes" in fk and "recipe_categories" in fk
+
+
+def test_a_long_lock_that_blocks_writes_fails_with_table_mode_and_duration(
+    locks_project: Project,
+) -> None:
+    result = locks_project.migrations(LOCKS / "held").run("--junitxml=gate.xml")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(failed=1, passed=9)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ migrate: locks[[]1_hold_share[]] _*",
+            "migrations/1_hold_share.sql blocked the application for up to 1* ms (limit 500 ms) "
+            "and held SHARE on accounts for 1* ms (limit 1000 ms)",
+            "  line 2: LOCK TABLE accounts IN SHARE MODE",
+            "    held SHARE on accounts 1* ms",
+            "    fix: the locks are held until the file's transaction commits*",
+            "  traffic that waited: accounts (1 write, longest 1* ms)",
+        ]
+    )
+    xml = (locks_project.path / "gate.xml").read_text()
+    assert 'name="locks" value="accounts SHARE 1' in xml
+    assert 'name="blocked_probes" value="1"' in xml
+
+
+@pytest.mark.parametrize(
+    "release",
+    [
+        "brief",  # ACCESS EXCLUSIVE, but for 0.1 s
+        "empty_table",  # 1.2 s, on a table nobody has rows in
+        "share_update",  # 1.2 s, in a mode that blocks neither reads nor writes
+    ],
+)
+def test_harmless_locks_pass(locks_project: Project, release: str) -> None:
+    result = locks_project.migrations(LOCKS / release).run()
+    assert result.ret == 0, result.stdout.str()
+
+
+def test_traffic_blocked_on_row_locks_fails_and_says_batches(locks_project: Project) -> None:
+    result = locks_project.migrations(LOCKS / "row_locks").run()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "migrations/1_update_everything.sql blocked the application for up to * ms*",
+            "  traffic that waited: accounts (* write*, longest * ms)",
+            "    they waited on row locks; fix: do it in batches, each committed on its own*",
+        ]
+    )
+
+
+LEAKY_TEST = """
+import threading
+
+import psycopg
+import pytest
+
+@pytest.mark.dbgate_phase("before")
+def test_leaves_a_transaction_open(dbgate_url):
+    conn = psycopg.connect(dbgate_url, application_name="leaky app")
+    conn.execute("SELECT count(*) FROM accounts")  # and never commits: idle in transaction
+    threading.Timer(2.5, conn.close).start()
+"""
+
+
+def test_a_session_that_blocks_the_migration_is_named(locks_project: Project) -> None:
+    locks_project.pytester.makepyfile(test_leaky=LEAKY_TEST)
+    result = locks_project.migrations(LOCKS / "blocked_by_session").run("--junitxml=gate.xml")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "migrations/1_add_note.sql * and waited * ms for another session",
+            "  the migration waited * ms for session * (leaky app, idle in transaction): "
+            "SELECT count(*) FROM accounts",
+            "    fix: end such sessions (idle in transaction, long transactions) before migrating*",
+        ]
+    )
+    xml = (locks_project.path / "gate.xml").read_text()
+    assert "blockers_before" in xml
+    assert "leaky app, idle in transaction" in xml
+
+
+def test_nothing_outlives_a_failed_migration(
+    locks_project: Project, staging_server: Endpoint
+) -> None:
+    before = {t.name for t in threading.enumerate()}
+    result = locks_project.migrations(LOCKS / "failing").run()
+    result.stdout.fnmatch_lines(["*ERROR: division by zero*"])
+    lingering = [t.name for t in threading.enumerate() if t.name.startswith("dbgate-")]
+    assert not lingering, lingering
+    assert {t.name for t in threading.enumerate()} <= before
+    assert _gate_sessions(staging_server) == [], "every session the gate opened is closed"
+
+
+def _gate_sessions(server: Endpoint) -> list[str]:
+    """The gate's sessions still on a server, given a moment to finish disconnecting."""
+    deadline = time.monotonic() + 3
+    with connection(server, "staging", "test") as conn:
+        while True:
+            rows = conn.execute(
+                "SELECT application_name FROM pg_stat_activity"
+                " WHERE application_name LIKE 'pytest-dbgate%' AND pid <> pg_backend_pid()"
+            ).fetchall()
+            if not rows or time.monotonic() > deadline:
+                return [str(r[0]) for r in rows]
+            time.sleep(0.1)
+
+
+def test_a_staging_role_without_superuser_is_enough(
+    locks_project: Project, staging_server: Endpoint, locks_db: Endpoint
+) -> None:
+    with connection(staging_server, "staging", "test") as conn:
+        conn.execute("DROP DATABASE IF EXISTS dbgate_locks WITH (FORCE)")
+        conn.execute("DROP ROLE IF EXISTS gate_runner")
+        conn.execute(
+            "CREATE ROLE gate_runner LOGIN CREATEDB PASSWORD 'runner-pw' IN ROLE pg_monitor"
+        )
+    try:
+        runner = staging_server.replace(user="gate_runner", password="runner-pw")
+        locks_project.monkeypatch.setenv("STAGING_DATABASE_URL", url(runner))
+        result = locks_project.migrations(LOCKS / "held").run()
+        result.assert_outcomes(failed=1, passed=9)
+        result.stdout.fnmatch_lines(["*held SHARE on accounts for 1* ms (limit 1000 ms)"])
+        assert "runner-pw" not in result.stdout.str()
+    finally:
+        with connection(staging_server, "staging", "test") as conn:
+            conn.execute("DROP DATABASE IF EXISTS dbgate_locks WITH (FORCE)")
+            conn.execute("DROP ROLE IF EXISTS gate_runner")
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        (
+            "index_without_concurrently",
+            [
+                "*20250116090000_index_recipe_descriptions.sql blocked the application for up "
+                "to * ms (limit 500 ms) and held SHARE on recipes for * ms (limit 1000 ms)",
+                "  line 5: CREATE INDEX recipes_description_trgm ON recipes USING gin*",
+                "    fix: build the index CONCURRENTLY*",
+            ],
+        ),
+        (
+            "volatile_default",
+            [
+                "*20250116090000_add_recipe_share_token.sql blocked the application for up to "
+                "* ms (limit 500 ms) and held ACCESS EXCLUSIVE on recipes for * ms*",
+                "  line 6: ALTER TABLE recipes ADD COLUMN share_token uuid NOT NULL DEFAULT*",
+                "    fix: add the column without a volatile default*",
+            ],
+        ),
+        (
+            "fk_revalidated",
+            [
+                "*20250116090000_restrict_deletes.sql blocked the application for up to * ms "
+                "(limit 500 ms)*",
+                "  line *: ALTER TABLE recipe_ingredients DROP CONSTRAINT*",
+                "    held ACCESS EXCLUSIVE on *recipes * ms*",
+                "    fix: add the FK NOT VALID, then VALIDATE CONSTRAINT in a later migration*",
+                "  traffic that waited: *recipes (* reads and writes, longest * ms)*",
+            ],
+        ),
+    ],
+)
+def test_each_unsafe_example_fails_its_lock_item_at_full_size(
+    project: Project,
+    full_demo_db: Endpoint,
+    staging_server: Endpoint,
+    name: str,
+    expected: list[str],
+) -> None:
+    project.monkeypatch.delenv("PGOPTIONS")
+    project.migrations(example(name)).ini(dbgate_max_regression="off")
+    result = project.against(full_demo_db, staging_server).run("-k", "migrate")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(failed=1, passed=1, deselected=result.parseoutcomes()["deselected"])
+    result.stdout.fnmatch_lines(["*_ migrate: locks[[]*[]] _*", *expected])
+
+
+def _postgres_dirs() -> set[str]:
+    return {p.name for p in Path("/tmp").glob("dbgate-*")}
+
+
+def test_sigterm_stops_everything_the_gate_started(pytester: pytest.Pytester) -> None:
+    """A cancelled CI job: the run ends, and no server, thread or session is left behind."""
+    (pytester.path / "migrations").mkdir()
+    (pytester.path / "migrations" / "1_slow.sql").write_text(
+        "LOCK TABLE accounts IN SHARE MODE;\nSELECT pg_sleep(60);\n"
+    )
+    pytester.makeini(f"[pytest]\ndbgate_seed = {LOCKS / 'seed.sql'}\ndbgate_max_regression = off\n")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PROD_DATABASE_URL", "STAGING_DATABASE_URL")
+    }
+    before = _postgres_dirs()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "--dbgate=staging", "-p", "no:cacheprovider"],
+        cwd=pytester.path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if "applying 1_slow" in line:
+            break
+    started = _postgres_dirs() - before
+    servers = {name for name in started if name.startswith(("dbgate-prod-", "dbgate-staging-"))}
+    assert len(servers) == 2, "the run's two embedded servers are up"
+    time.sleep(1)
+    proc.send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=60)[0]
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, "".join(seen) + output
+    assert not (_postgres_dirs() & started), "the servers' and the dump's folders are removed"
+    processes = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert not any(name in processes for name in servers), "no server process is left"
+    assert "Traceback" not in output
