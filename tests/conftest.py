@@ -107,8 +107,11 @@ class Project:
         self.monkeypatch.setenv("STAGING_DATABASE_URL", url(staging))
         return self
 
-    def run(self, *args: str) -> pytest.RunResult:
-        return self.pytester.runpytest("--dbgate=staging", "-p", "no:cacheprovider", *args)
+    def run(self, *args: str, mode: str = "staging") -> pytest.RunResult:
+        return self.pytester.runpytest(f"--dbgate={mode}", "-p", "no:cacheprovider", *args)
+
+    def deploy(self, *args: str) -> pytest.RunResult:
+        return self.run(*args, mode="production")
 
 
 @pytest.fixture
@@ -139,9 +142,11 @@ def example(name: str) -> Path:
 
 
 @contextmanager
-def fresh_database(server: Endpoint, request: pytest.FixtureRequest) -> Iterator[Endpoint]:
+def fresh_database(
+    server: Endpoint, request: pytest.FixtureRequest, suffix: str = ""
+) -> Iterator[Endpoint]:
     """A new, empty database on ``server`` named after the test, dropped after it."""
-    name = "t_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:50]
+    name = "t_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:50] + suffix
     drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
     with connection(server, "test", "test") as conn:
         conn.execute(drop)
@@ -151,6 +156,23 @@ def fresh_database(server: Endpoint, request: pytest.FixtureRequest) -> Iterator
     finally:
         with connection(server, "test", "test") as conn:
             conn.execute(drop)
+
+
+@contextmanager
+def seeded_database(
+    server: Endpoint,
+    request: pytest.FixtureRequest,
+    files: list[Path],
+    options: str = "",
+    suffix: str = "",
+) -> Iterator[Endpoint]:
+    """A fresh database on ``server`` loaded from seed files, dropped after the test."""
+    with fresh_database(server, request, suffix) as endpoint:
+        loading = endpoint.replace(options=options) if options else endpoint
+        with connection(loading, "test", "test") as conn:
+            for path in files:
+                conn.execute(path.read_text())
+        yield endpoint
 
 
 @pytest.fixture
@@ -195,3 +217,17 @@ def full_demo_db(source_server: Endpoint) -> Endpoint:
         seed_files([REPO / "demo" / "prod"]),
     )
     return Endpoint.from_params({k: v for k, v in loaded.params if k != "options"})
+
+
+@pytest.fixture
+def deploy_db(source_server: Endpoint, request: pytest.FixtureRequest) -> Iterator[Endpoint]:
+    """A fresh "production" database for one test, from tests/projects/deploy/seed.sql."""
+    with seeded_database(source_server, request, [PROJECTS / "deploy" / "seed.sql"]) as db:
+        yield db
+
+
+@pytest.fixture
+def deploy_project(project: Project, deploy_db: Endpoint, staging_server: Endpoint) -> Project:
+    """tests/projects/deploy gated on staging and deployed to its own production database."""
+    project.migrations(PROJECTS / "deploy" / "release")
+    return project.ini(dbgate_max_regression="off").against(deploy_db, staging_server)

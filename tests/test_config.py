@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from pytest_dbgate.config import GateConfig
+from pytest_dbgate.config import GateConfig, parse_period
 from pytest_dbgate.plugin import GATE_KEY
 
 
@@ -94,6 +95,10 @@ def test_url_settings_repr_hides_passwords(
         ("", ("--dbgate-pool-size=-3",), "--dbgate-pool-size has an invalid value '-3'"),
         ("", (), "there is no source database to gate against"),
         ("dbgate_seed = missing.sql", (), "the seed path"),
+        ("dbgate_seed = seed.sql", ("--dbgate-record-max-age=3 days",), "invalid value '3 days'"),
+        ("dbgate_seed = seed.sql", ("--dbgate-holdbacks=1_a",), "invalid value '1_a'"),
+        ("dbgate_seed = seed.sql", ("--dbgate-holdbacks=9=7d",), "names '9', which is not a"),
+        ("dbgate_seed = seed.sql", ("--dbgate-lock-retries=many",), "--dbgate-lock-retries"),
     ],
 )
 def test_bad_settings_are_usage_errors(
@@ -112,3 +117,42 @@ def test_without_dbgate_nothing_is_read_or_checked(configured: pytest.Pytester) 
     config = configured.parseconfigure()
     assert GATE_KEY not in config.stash
     assert isinstance(configured.path, Path)
+
+
+def test_production_settings(configured: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROD_DATABASE_URL", "postgresql://deploy@db/prod")
+    monkeypatch.setenv("DBGATE_SIGNING_KEY", "s3cret-key")
+    configured.makeini(
+        "[pytest]\ndbgate_record = ci/record.json\ndbgate_holdbacks = a=2w, 1=12h\n"
+        "dbgate_lock_timeout = 750\n"
+    )
+    config = configured.parseconfigure("--dbgate=production", "--dbgate-lock-retries=0")
+    cfg = config.stash[GATE_KEY].config
+    assert cfg.mode == "production"
+    assert cfg.production_url == "postgresql://deploy@db/prod"
+    assert cfg.production_url_setting == "$PROD_DATABASE_URL"
+    assert cfg.record == configured.path / "ci" / "record.json"
+    assert cfg.record_max_age == timedelta(days=3)
+    assert cfg.holdbacks == (("a", timedelta(weeks=2)), ("1", timedelta(hours=12)))
+    assert cfg.lock_timeout_ms == 750 and cfg.lock_retries == 0, "a CLI 0 is not unset"
+    assert cfg.lock_retry_wait_s == 1.0
+    assert cfg.signing_key == "s3cret-key" and "s3cret-key" not in repr(cfg)
+    # The record follows the report folder unless it is named.
+    cfg = gate_config(configured, "--dbgate-report-dir=out", "--dbgate-seed=seed.sql")
+    assert cfg.record == configured.path / "ci" / "record.json"
+    configured.makeini("[pytest]\n")
+    cfg = gate_config(configured, "--dbgate-report-dir=out", "--dbgate-seed=seed.sql")
+    assert cfg.record == configured.path / "out" / "gate-record.json"
+
+
+@pytest.mark.parametrize(
+    ("text", "period"),
+    [("7d", timedelta(days=7)), ("12 h", timedelta(hours=12)), ("1W", timedelta(weeks=1))],
+)
+def test_periods(text: str, period: timedelta) -> None:
+    assert parse_period(text) == period
+
+
+@pytest.mark.parametrize("text", ["", "d", "7", "7m", "-1d", "1.5d", "seven days"])
+def test_not_periods(text: str) -> None:
+    assert parse_period(text) is None

@@ -21,6 +21,7 @@ def test_junit_groups_items_by_stage(remote_demo: Project) -> None:
         "dbgate.schema",
         "dbgate.after",
         "dbgate.performance",
+        "dbgate.verdict",
     ]
 
 

@@ -46,6 +46,7 @@ DEMO_ITEMS = [
     "dbgate::performance::query[top_rated]",
     "dbgate::performance::query[cook_profile]",
     "dbgate::performance::test_queries",
+    "dbgate::verdict::gate_record",
 ]
 
 
@@ -90,7 +91,7 @@ def test_demo_release_passes_on_embedded_servers(demo: Project) -> None:
         f"{app}test_old_release_lists_a_category_from_free_text[before]",
         "dbgate::before::baseline_captured",
     ], "the app's tests run before the first migration, then the baseline"
-    assert ran[-15:-7] == [
+    assert ran[-16:-8] == [
         f"{app}test_title_search_finds_recipes_by_fragment[after]",
         f"{app}test_search_is_case_insensitive[after]",
         f"{app}test_a_cooks_recipes_newest_first[after]",
@@ -169,7 +170,7 @@ def test_bad_input_stops_before_anything_starts(
     ("mode", "message"),
     [
         ("stagin", "*argument --dbgate: invalid choice: 'stagin' (choose from *staging*"),
-        ("production", "ERROR: --dbgate=production is not available in this version*"),
+        ("lint", "ERROR: --dbgate=lint is not available in this version*"),
     ],
 )
 def test_unknown_or_unavailable_mode(demo: Project, mode: str, message: str) -> None:

@@ -35,8 +35,8 @@ def test_embedded_server_runs_unprivileged_with_pg_stat_statements(binaries: PgB
             assert row is not None and "pg_stat_statements" in str(row[0])
             pid = int(str((conn.execute("SELECT pg_backend_pid()").fetchone() or (0,))[0]))
             datadir = str((conn.execute("SHOW data_directory").fetchone() or ("",))[0])
-        if os.geteuid() == 0:
-            assert _process_uid(pid) == provisioning.pwd.getpwnam("postgres").pw_uid
+            if os.geteuid() == 0:  # while the session (and so its backend process) lives
+                assert _process_uid(pid) == provisioning.pwd.getpwnam("postgres").pw_uid
     assert not Path(datadir).exists(), "the cluster's files are removed when it stops"
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(server.conninfo(), connect_timeout=2)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -34,6 +35,12 @@ DEFAULT_PERF_FLOOR_MS = 0.1
 DEFAULT_MAX_LOCK_MS = 1000
 DEFAULT_MAX_BLOCK_MS = 500
 DEFAULT_TRAFFIC_RATE = 20
+DEFAULT_RECORD = "gate-record.json"
+DEFAULT_RECORD_MAX_AGE = "3d"
+DEFAULT_LOCK_TIMEOUT_MS = 500
+DEFAULT_LOCK_RETRIES = 5
+DEFAULT_LOCK_RETRY_WAIT_S = 1.0
+SIGNING_KEY_ENV = "DBGATE_SIGNING_KEY"
 
 
 @dataclass(frozen=True)
@@ -164,6 +171,49 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="N",
     ),
     Setting(
+        "record",
+        f"the gate record: written by a passing staging run, required by production (default: "
+        f"<report folder>/{DEFAULT_RECORD})",
+        metavar="PATH",
+    ),
+    Setting(
+        "production_url",
+        f"URL of the production database --dbgate=production deploys to (default: "
+        f"${SOURCE_URL_ENV})",
+        metavar="URL",
+    ),
+    Setting(
+        "record_max_age",
+        f"oldest gate record production accepts, as <N>h, <N>d or <N>w (default: "
+        f"{DEFAULT_RECORD_MAX_AGE})",
+        metavar="PERIOD",
+    ),
+    Setting(
+        "lock_timeout",
+        f"production: lock_timeout of the migrating session, in milliseconds (default: "
+        f"{DEFAULT_LOCK_TIMEOUT_MS})",
+        metavar="MS",
+    ),
+    Setting(
+        "lock_retries",
+        f"production: times a migration is retried after a lock timeout (default: "
+        f"{DEFAULT_LOCK_RETRIES})",
+        metavar="N",
+    ),
+    Setting(
+        "lock_retry_wait",
+        f"production: seconds before the first retry, doubling for each next one (default: "
+        f"{DEFAULT_LOCK_RETRY_WAIT_S:g})",
+        metavar="SECONDS",
+    ),
+    Setting(
+        "holdbacks",
+        "migrations production holds back, as <version or name>=<N>h|d|w, comma separated on "
+        "the CLI, space separated in the ini (adds to `-- dbgate: hold-back` in the files)",
+        ini_type="args",
+        metavar="LIST",
+    ),
+    Setting(
         "pool_size",
         f"connections the application's pool opens; pool headroom must leave room for it plus "
         f"the migration and the monitor (default: {DEFAULT_POOL_SIZE})",
@@ -226,6 +276,15 @@ class GateConfig:
     max_lock_ms: float = DEFAULT_MAX_LOCK_MS
     max_block_ms: float = DEFAULT_MAX_BLOCK_MS
     traffic_rate: float = DEFAULT_TRAFFIC_RATE
+    record: Path = Path(DEFAULT_REPORT_DIR) / DEFAULT_RECORD
+    production_url: str | None = field(default=None, repr=False)
+    production_url_setting: str = f"${SOURCE_URL_ENV}"
+    record_max_age: timedelta = timedelta(days=3)
+    lock_timeout_ms: float = DEFAULT_LOCK_TIMEOUT_MS
+    lock_retries: int = DEFAULT_LOCK_RETRIES
+    lock_retry_wait_s: float = DEFAULT_LOCK_RETRY_WAIT_S
+    holdbacks: tuple[tuple[str, timedelta], ...] = ()
+    signing_key: str | None = field(default=None, repr=False)
 
     @property
     def performance(self) -> bool:
@@ -250,11 +309,13 @@ def read_config(config: pytest.Config) -> GateConfig | None:
     source_url, source_setting = reader.url("source_url", SOURCE_URL_ENV)
     staging_url, staging_setting = reader.url("staging_url", STAGING_URL_ENV)
     extensions = reader.extensions()
+    report_dir = reader.path("report_dir", DEFAULT_REPORT_DIR)
+    production_url, production_setting = reader.url("production_url", SOURCE_URL_ENV)
     return GateConfig(
         mode=mode,
         rootdir=config.rootpath,
         migrations=reader.path("migrations", DEFAULT_MIGRATIONS),
-        report_dir=reader.path("report_dir", DEFAULT_REPORT_DIR),
+        report_dir=report_dir,
         source_url=source_url,
         source_url_setting=source_setting,
         staging_url=staging_url,
@@ -272,6 +333,15 @@ def read_config(config: pytest.Config) -> GateConfig | None:
         max_lock_ms=reader.non_negative_float("max_lock_ms", DEFAULT_MAX_LOCK_MS),
         max_block_ms=reader.non_negative_float("max_block_ms", DEFAULT_MAX_BLOCK_MS),
         traffic_rate=reader.non_negative_float("traffic_rate", DEFAULT_TRAFFIC_RATE),
+        record=reader.optional_path("record") or report_dir / DEFAULT_RECORD,
+        production_url=production_url,
+        production_url_setting=production_setting,
+        record_max_age=reader.period("record_max_age", DEFAULT_RECORD_MAX_AGE),
+        lock_timeout_ms=reader.non_negative_float("lock_timeout", DEFAULT_LOCK_TIMEOUT_MS),
+        lock_retries=reader.non_negative_int("lock_retries", DEFAULT_LOCK_RETRIES),
+        lock_retry_wait_s=reader.non_negative_float("lock_retry_wait", DEFAULT_LOCK_RETRY_WAIT_S),
+        holdbacks=reader.holdbacks(),
+        signing_key=os.environ.get(SIGNING_KEY_ENV) or None,
     )
 
 
@@ -340,16 +410,44 @@ class _Reader:
         return _nonempty(str(raw)) if raw is not None else None
 
     def extensions(self) -> tuple[str, ...] | None:
-        cli = self._cli("extensions")
+        names = self._listed("extensions")
+        return None if names is None else tuple(dict.fromkeys(names))
+
+    def _listed(self, name: str) -> list[str] | None:
+        """A list setting: comma separated on the CLI, space (or comma) separated in the ini."""
+        cli = self._cli(name)
         if cli is not None:
-            names = [n.strip() for n in str(cli).split(",")]
-        else:
-            ini = self._ini("extensions")
-            if ini is None:
-                return None
-            assert isinstance(ini, list)
-            names = [str(n).strip().rstrip(",") for n in ini]
-        return tuple(dict.fromkeys(n for n in names if n))
+            return [n.strip() for n in str(cli).split(",") if n.strip()]
+        ini = self._ini(name)
+        if ini is None:
+            return None
+        assert isinstance(ini, list)
+        return [n for item in ini for n in (p.strip() for p in str(item).split(",")) if n]
+
+    def period(self, name: str, default: str) -> timedelta:
+        cli = self._cli(name)
+        raw = str(cli if cli is not None else self._ini(name) or default)
+        found = parse_period(raw)
+        if found is None:
+            raise ConfigError.bad_value(
+                SETTING[name].flag, raw, "a period like 12h, 3d or 1w (hours, days, weeks)"
+            )
+        return found
+
+    def holdbacks(self) -> tuple[tuple[str, timedelta], ...]:
+        entries: list[tuple[str, timedelta]] = []
+        for entry in self._listed("holdbacks") or []:
+            key, _, raw = entry.partition("=")
+            found = parse_period(raw)
+            if not key.strip() or found is None:
+                raise ConfigError.bad_value(
+                    SETTING["holdbacks"].flag,
+                    entry,
+                    "entries like 20250115160002=7d (a migration's version or name, a period in "
+                    "h, d or w)",
+                )
+            entries.append((key.strip(), found))
+        return tuple(entries)
 
     def fraction_or_off(self, name: str, default: float) -> float | None:
         cli = self._cli(name)
@@ -383,6 +481,17 @@ class _Reader:
         if value < 0:
             raise ConfigError.bad_value(SETTING[name].flag, str(raw), "a whole number, 0 or more")
         return value
+
+
+PERIOD_UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
+
+
+def parse_period(text: str) -> timedelta | None:
+    """``7d``, ``12h``, ``1w`` (spaces allowed); ``None`` when it is not a period."""
+    compact = "".join(text.split()).lower()
+    if len(compact) < 2 or compact[-1] not in PERIOD_UNITS or not compact[:-1].isdigit():
+        return None
+    return int(compact[:-1]) * PERIOD_UNITS[compact[-1]]
 
 
 def _nonempty(value: str | None) -> str | None:

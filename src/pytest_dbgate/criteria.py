@@ -11,11 +11,13 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import psycopg
+import pytest
 from psycopg import sql
 
+from pytest_dbgate import __version__
 from pytest_dbgate.commands import CommandResult, run_command
 from pytest_dbgate.exceptions import CriterionFailed, Figure
 from pytest_dbgate.gate import (
@@ -27,15 +29,20 @@ from pytest_dbgate.gate import (
     SNAPSHOT,
     SOURCE,
     STAGING_SERVER,
-    Database,
     Gate,
-    StepFailed,
-    migration_step,
 )
 from pytest_dbgate.locks import CONFLICTS, HeldLock, LockReport, sql_mode
-from pytest_dbgate.migrations import BATCHES, Migration
-from pytest_dbgate.runner import TRACKING, Status
+from pytest_dbgate.migrations import BATCHES, Migration, hold_backs
+from pytest_dbgate.record import (
+    GateRecord,
+    RecordedMigration,
+    RecordedServer,
+    format_period,
+    now_utc,
+)
+from pytest_dbgate.runner import TRACKING, Outcome, Status
 from pytest_dbgate.stats import Capture, Comparison
+from pytest_dbgate.steps import Database, Run, StepFailed, migration_step
 
 Figures = dict[str, Figure]
 Conn = psycopg.Connection[tuple[object, ...]]
@@ -49,9 +56,13 @@ class DbgateWarning(UserWarning):
     """Something a release engineer should see that does not fail the gate."""
 
 
+R = TypeVar("R", bound=Run)
+
+
 @dataclass(frozen=True)
-class Criterion:
-    """One generated test."""
+class Criterion(Generic[R]):
+    """One generated test, checked against a run of type ``R`` (a staging gate, a deploy, or
+    any run for the checks both share)."""
 
     stage: ClassVar[str]
     # Where in its stage: below 0 before the project's phased tests, above 0 after them.
@@ -62,7 +73,7 @@ class Criterion:
     owns: tuple[str, ...] = ()
     needs_migrations: bool = field(default=False, kw_only=True)
 
-    def check(self, gate: Gate) -> Figures:
+    def check(self, gate: R) -> Figures:
         raise NotImplementedError
 
 
@@ -70,7 +81,7 @@ class Criterion:
 
 
 @dataclass(frozen=True)
-class SourceReachable(Criterion):
+class SourceReachable(Criterion[Gate]):
     stage: ClassVar[str] = "refresh"
 
     def check(self, gate: Gate) -> Figures:
@@ -94,7 +105,7 @@ class SourceReachable(Criterion):
 
 
 @dataclass(frozen=True)
-class SnapshotRestored(Criterion):
+class SnapshotRestored(Criterion[Gate]):
     stage: ClassVar[str] = "refresh"
 
     def check(self, gate: Gate) -> Figures:
@@ -132,7 +143,7 @@ class SnapshotRestored(Criterion):
 
 
 @dataclass(frozen=True)
-class VersionsMatch(Criterion):
+class VersionsMatch(Criterion[Gate]):
     stage: ClassVar[str] = "refresh"
 
     def check(self, gate: Gate) -> Figures:
@@ -175,7 +186,7 @@ SELECT
 
 
 @dataclass(frozen=True)
-class ExtensionAvailable(Criterion):
+class ExtensionAvailable(Criterion[Gate]):
     stage: ClassVar[str] = "refresh"
     extension: str = ""
 
@@ -189,29 +200,11 @@ class ExtensionAvailable(Criterion):
             ("staging", staging_conn, gate.staging_server()),
         )
         for side, conn, database in sides:
-            installed, available, trusted, superuser, may_create, user, dbname = (
-                conn.execute(EXTENSION_STATUS, {"name": self.extension}).fetchone() or ()
-            )
-            figures[f"{side}_installed"] = str(installed or "no")
-            figures[f"{side}_available"] = str(available or "no")
-            if installed:
-                continue
-            if not available:
-                problems.append(
-                    f"{self.extension} is not installed on the {side} server {database.where} "
-                    f"and cannot be: the server has no such extension\n"
-                    f"    install the package that provides it on that server (Debian: "
-                    f"postgresql-contrib, or postgresql-{database.identity.major}-"
-                    f"{self.extension})"
-                )
-            elif not (superuser or (trusted and may_create)):
-                problems.append(
-                    f"{self.extension} is not installed in {dbname} on the {side} server "
-                    f"{database.where}, and role {user} may not create it (not a superuser"
-                    + ("" if trusted else f"; {self.extension} is not a trusted extension")
-                    + ")\n"
-                    f'    have an administrator run CREATE EXTENSION "{self.extension}" there'
-                )
+            installed, available, problem = extension_status(conn, self.extension, side, database)
+            figures[f"{side}_installed"] = installed
+            figures[f"{side}_available"] = available
+            if problem:
+                problems.append(problem)
         if problems:
             raise CriterionFailed("\n  ".join(problems), figures)
         figures["summary"] = (
@@ -233,6 +226,33 @@ class ExtensionAvailable(Criterion):
         return figures
 
 
+def extension_status(
+    conn: Conn, name: str, side: str, database: Database
+) -> tuple[str, str, str | None]:
+    """(installed version or "no", available version or "no", the problem if the extension is
+    neither installed nor creatable by this role)."""
+    installed, available, trusted, superuser, may_create, user, dbname = (
+        conn.execute(EXTENSION_STATUS, {"name": name}).fetchone() or (None,) * 7
+    )
+    problem = None
+    if not installed and not available:
+        problem = (
+            f"{name} is not installed on the {side} server {database.where} and cannot be: the "
+            f"server has no such extension\n"
+            f"    install the package that provides it on that server (Debian: "
+            f"postgresql-contrib, or postgresql-{database.identity.major}-{name})"
+        )
+    elif not installed and not (superuser or (trusted and may_create)):
+        problem = (
+            f"{name} is not installed in {dbname} on the {side} server {database.where}, and "
+            f"role {user} may not create it (not a superuser"
+            + ("" if trusted else f"; {name} is not a trusted extension")
+            + ")\n"
+            f'    have an administrator run CREATE EXTENSION "{name}" there'
+        )
+    return str(installed or "no"), str(available or "no"), problem
+
+
 def _installed(version: Figure) -> str:
     return "can create it" if version == "no" else f"has {version}"
 
@@ -241,7 +261,7 @@ def _installed(version: Figure) -> str:
 
 
 @dataclass(frozen=True)
-class StagingReachable(Criterion):
+class StagingReachable(Criterion[Gate]):
     stage: ClassVar[str] = "connect"
 
     def check(self, gate: Gate) -> Figures:
@@ -275,55 +295,59 @@ GATE_CONNECTIONS = 2  # the migration session and the lock monitor
 
 
 @dataclass(frozen=True)
-class PoolHeadroom(Criterion):
+class PoolHeadroom(Criterion[Gate]):
     stage: ClassVar[str] = "connect"
     pool_size: int = 0
 
     def check(self, gate: Gate) -> Figures:
-        server = gate.staging_server()
-        max_conn, reserved, in_use, superuser, role_limit, role_in_use = server.conn.execute(
-            POOL
-        ).fetchone() or (0, 0, 0, False, -1, 0)
-        usable = int(str(max_conn)) - (0 if superuser else int(str(reserved)))
-        headroom = usable - int(str(in_use))
-        limit_note = ""
-        if int(str(role_limit)) >= 0:
-            role_room = int(str(role_limit)) - int(str(role_in_use))
-            if role_room < headroom:
-                headroom = role_room
-                limit_note = f" (role connection limit {role_limit}, {role_in_use} in use)"
-        needed = self.pool_size + GATE_CONNECTIONS
-        figures: Figures = {
-            "max_connections": int(str(max_conn)),
-            "reserved": int(str(reserved)),
-            "in_use": int(str(in_use)),
-            "headroom": headroom,
-            "needed": needed,
-        }
-        figures["summary"] = f"{headroom} free of {max_conn}, {needed} needed"
-        if headroom < needed:
-            raise CriterionFailed(
-                f"staging {server.where} has room for {headroom} more connection(s){limit_note}: "
-                f"max_connections {max_conn}, {reserved} reserved, {in_use} in use; the migration "
-                f"and the monitor need {GATE_CONNECTIONS} and the application pool "
-                f"{self.pool_size}\n"
-                "  raise max_connections (or the role's CONNECTION LIMIT), close idle sessions, "
-                "or lower the pool size (dbgate_pool_size) to what the app really opens",
-                figures,
-            )
-        return figures
+        return pool_headroom(gate.staging_server(), "staging", self.pool_size)
+
+
+def pool_headroom(server: Database, side: str, pool_size: int) -> Figures:
+    """Room for the migration, the monitor and the application's pool; fails when short."""
+    max_conn, reserved, in_use, superuser, role_limit, role_in_use = server.conn.execute(
+        POOL
+    ).fetchone() or (0, 0, 0, False, -1, 0)
+    usable = int(str(max_conn)) - (0 if superuser else int(str(reserved)))
+    headroom = usable - int(str(in_use))
+    limit_note = ""
+    if int(str(role_limit)) >= 0:
+        role_room = int(str(role_limit)) - int(str(role_in_use))
+        if role_room < headroom:
+            headroom = role_room
+            limit_note = f" (role connection limit {role_limit}, {role_in_use} in use)"
+    needed = pool_size + GATE_CONNECTIONS
+    pool = f" and the application pool {pool_size}" if pool_size else ""
+    figures: Figures = {
+        "max_connections": int(str(max_conn)),
+        "reserved": int(str(reserved)),
+        "in_use": int(str(in_use)),
+        "headroom": headroom,
+        "needed": needed,
+    }
+    figures["summary"] = f"{headroom} free of {max_conn}, {needed} needed"
+    if headroom < needed:
+        raise CriterionFailed(
+            f"{side} {server.where} has room for {headroom} more connection(s){limit_note}: "
+            f"max_connections {max_conn}, {reserved} reserved, {in_use} in use; the gate needs "
+            f"{GATE_CONNECTIONS} (the migration and a second session){pool}\n"
+            "  raise max_connections (or the role's CONNECTION LIMIT), close idle sessions, "
+            "or lower the pool size (dbgate_pool_size) to what the app really opens",
+            figures,
+        )
+    return figures
 
 
 # -- migrate -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class MigrationApplied(Criterion):
+class MigrationApplied(Criterion[Run]):
     stage: ClassVar[str] = "migrate"
     migration: Migration | None = None
     index: int = 0
 
-    def check(self, gate: Gate) -> Figures:
+    def check(self, gate: Run) -> Figures:
         assert self.migration is not None
         outcome = gate.outcome(self.index)
         m = self.migration
@@ -335,22 +359,44 @@ class MigrationApplied(Criterion):
             "transaction": "single" if m.transactional else "per statement",
         }
         figures["summary"] = outcome.status.value
+        if outcome.attempts:
+            figures["lock_timeouts"] = len(outcome.attempts)
         if outcome.status is Status.APPLIED:
             figures["duration_ms"] = round(outcome.duration_ms, 1)
-            figures["summary"] = f"applied in {outcome.duration_ms / 1000:.1f}s" + (
-                "" if m.transactional else ", statement by statement"
+            retried = f", after {len(outcome.attempts)} lock timeout(s)" if outcome.attempts else ""
+            figures["summary"] = (
+                f"applied in {outcome.duration_ms / 1000:.1f}s"
+                + ("" if m.transactional else ", statement by statement")
+                + retried
             )
+        if outcome.status is Status.HELD_BACK:
+            pytest.skip(held_back_message(outcome))
         if outcome.status is Status.NOT_APPLIED:
             blocker = outcome.blocked_by
             assert blocker is not None
+            if blocker.status is Status.HELD_BACK:
+                pytest.skip(
+                    f"waits for {blocker.migration.id}, which comes before it: "
+                    + held_back_message(blocker)
+                )
             raise StepFailed(migration_step(blocker.migration), blocker.describe_failure(gate.rel))
         if not outcome.ok:
             raise CriterionFailed(outcome.describe_failure(gate.rel), figures)
         return figures
 
 
+def held_back_message(outcome: Outcome) -> str:
+    assert outcome.eligible_at is not None and outcome.held_since is not None
+    period = format_period(outcome.eligible_at - outcome.held_since)
+    return (
+        f"held back until {outcome.eligible_at:%Y-%m-%d %H:%M %Z} ({period} after the migrations "
+        f"before it were applied on {outcome.held_since:%Y-%m-%d %H:%M %Z}); a production run "
+        "from then on applies it"
+    )
+
+
 @dataclass(frozen=True)
-class LocksHeldBriefly(Criterion):
+class LocksHeldBriefly(Criterion[Gate]):
     """No long lock that blocks reads or writes, and no application session blocked for long,
     while one migration ran under simulated traffic."""
 
@@ -549,11 +595,11 @@ KINDS = {"f": "foreign key", "u": "unique", "c": "check"}
 
 
 @dataclass(frozen=True)
-class ConstraintsValidated(Criterion):
+class ConstraintsValidated(Criterion[Run]):
     stage: ClassVar[str] = "schema"
 
-    def check(self, gate: Gate) -> Figures:
-        conn = gate.staging_connection()
+    def check(self, gate: Run) -> Figures:
+        conn = gate.target_connection()
         rows = conn.execute(UNVALIDATED).fetchall()
         total = conn.execute(CONSTRAINT_COUNT).fetchone()
         checked = int(str(total[0])) if total else 0
@@ -598,11 +644,11 @@ JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {USER_SCHEMAS}
 
 
 @dataclass(frozen=True)
-class IndexesValid(Criterion):
+class IndexesValid(Criterion[Run]):
     stage: ClassVar[str] = "schema"
 
-    def check(self, gate: Gate) -> Figures:
-        conn = gate.staging_connection()
+    def check(self, gate: Run) -> Figures:
+        conn = gate.target_connection()
         rows = conn.execute(BROKEN_INDEXES).fetchall()
         total = conn.execute(INDEX_COUNT).fetchone()
         checked = int(str(total[0])) if total else 0
@@ -631,7 +677,7 @@ class IndexesValid(Criterion):
 
 
 @dataclass(frozen=True)
-class MigrationsRecorded(Criterion):
+class MigrationsRecorded(Criterion[Gate]):
     stage: ClassVar[str] = "schema"
     migrations: tuple[Migration, ...] = ()
 
@@ -677,12 +723,12 @@ class MigrationsRecorded(Criterion):
 
 
 @dataclass(frozen=True)
-class PostMigrateCommand(Criterion):
+class PostMigrateCommand(Criterion[Run]):
     """The post-migrate command (an ORM client regeneration, say) ran cleanly."""
 
     stage: ClassVar[str] = "after"
 
-    def check(self, gate: Gate) -> Figures:
+    def check(self, gate: Run) -> Figures:
         result = gate.migrated()
         assert result is not None
         return _command_figures(result)
@@ -698,7 +744,7 @@ def _command_figures(result: CommandResult) -> Figures:
 
 
 @dataclass(frozen=True)
-class ExternalTests(Criterion):
+class ExternalTests(Criterion[Gate]):
     """The project's non-pytest database tests (``dbgate_test_command``) pass on staging."""
 
     position: ClassVar[int] = 1
@@ -743,7 +789,7 @@ def _capture_figures(capture: Capture) -> Figures:
 
 
 @dataclass(frozen=True)
-class BaselineCaptured(Criterion):
+class BaselineCaptured(Criterion[Gate]):
     """Query statistics before migrating: the project's test queries and the workload's."""
 
     stage: ClassVar[str] = "before"
@@ -754,7 +800,7 @@ class BaselineCaptured(Criterion):
 
 
 @dataclass(frozen=True)
-class AfterCaptured(Criterion):
+class AfterCaptured(Criterion[Gate]):
     stage: ClassVar[str] = "after"
     position: ClassVar[int] = 2
 
@@ -785,7 +831,7 @@ def _regression_message(c: Comparison, what: str) -> str:
 
 
 @dataclass(frozen=True)
-class QueryNotSlower(Criterion):
+class QueryNotSlower(Criterion[Gate]):
     """One workload query is not slower than the allowed regression."""
 
     stage: ClassVar[str] = "performance"
@@ -802,7 +848,7 @@ class QueryNotSlower(Criterion):
 
 
 @dataclass(frozen=True)
-class TestQueriesNotSlower(Criterion):
+class TestQueriesNotSlower(Criterion[Gate]):
     """The queries the project's own tests ran are not slower than the allowed regression."""
 
     stage: ClassVar[str] = "performance"
@@ -832,15 +878,132 @@ class TestQueriesNotSlower(Criterion):
         return figures
 
 
+# -- verdict -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GateRecordWritten(Criterion[Gate]):
+    """Every criterion passed: write the record production deploys from.
+
+    It runs last and reads the verdicts of everything before it, so a run where anything
+    failed, errored or was deselected writes no record (the item is skipped, saying why: the
+    failures are already reported where they happened).
+    """
+
+    stage: ClassVar[str] = "verdict"
+
+    def check(self, gate: Gate) -> Figures:
+        results = gate.results
+        criteria = [r for r in results.items.values() if r.stage != self.stage and not r.phased]
+        ran = [r for r in criteria if r.outcome != "not run"]
+        not_passed = [r for r in ran if r.outcome != "passed"]
+        tests = [r for r in results.items.values() if r.phased]
+        failed_tests = [r for r in tests if r.outcome in ("failed", "error")]
+        missing = results.generated - 1 - len(ran)
+        figures: Figures = {
+            "criteria_passed": len(ran) - len(not_passed),
+            "criteria_total": results.generated - 1,
+            "project_tests_passed": sum(1 for r in tests if r.outcome == "passed"),
+        }
+        problems = [f"    {r.nodeid}: {r.outcome}" for r in not_passed[:15]]
+        problems += [f"    {r.nodeid}: {r.outcome}" for r in failed_tests[:15]]
+        if missing > 0:
+            problems.append(
+                f"    {missing} criteria did not run (deselected, or the run stopped early)"
+            )
+        if problems:
+            # Not a failure of its own: what did not pass already failed (or was deselected).
+            pytest.skip(
+                "no gate record written: production deploys only a release whose every "
+                f"criterion passed, and {len(problems)} did not:\n" + "\n".join(problems)
+            )
+        record = build_record(gate).signed(gate.config.signing_key)
+        record.write(gate.config.record)
+        signed = "signed" if record.signature else "unsigned (DBGATE_SIGNING_KEY not set)"
+        figures.update(
+            {
+                "summary": f"{_shown(gate, gate.config.record)}: {len(record.migrations)} "
+                f"migrations, {signed}",
+                "record": str(gate.config.record),
+                "migrations": len(record.migrations),
+                "signed": record.signature is not None,
+            }
+        )
+        return figures
+
+
+def _shown(gate: Gate, path: Path) -> str:
+    try:
+        return str(path.relative_to(gate.config.rootdir))
+    except ValueError:
+        return str(path)
+
+
+def build_record(gate: Gate) -> GateRecord:
+    """What this passing run validated: files by checksum, the source, the figures."""
+    outcomes = {o.migration.version: o for o in gate.outcomes()}
+    held = hold_backs(gate.migrations, gate.config.holdbacks)
+    source, staging = gate.source(), gate.staging_server()
+    checks = tuple(
+        {"id": r.nodeid, "outcome": r.outcome, "summary": str(r.figures.get("summary", ""))}
+        for r in gate.results.items.values()
+        if not r.phased and r.outcome != "not run"
+    )
+    figures: dict[str, Figure] = {
+        "criteria": len(checks),
+        "project_tests": sum(1 for r in gate.results.items.values() if r.phased),
+    }
+    for r in gate.results.items.values():
+        if r.name == "snapshot_restored":
+            figures["rows_restored"] = r.figures.get("rows_staging", 0)
+    locks = [
+        float(r.figures.get("longest_blocking_lock_ms", 0) or 0)
+        for r in gate.results.items.values()
+        if r.name.startswith("locks[")
+    ]
+    if locks:
+        figures["longest_blocking_lock_ms"] = max(locks)
+    return GateRecord(
+        created_at=now_utc().isoformat(timespec="seconds"),
+        plugin_version=__version__,
+        source=_recorded_server(source),
+        staging=_recorded_server(staging),
+        migrations=tuple(
+            RecordedMigration(
+                version=m.version,
+                name=m.name,
+                file=gate.rel(m),
+                checksum=m.checksum,
+                hold_back=format_period(held[m.version]) if m.version in held else None,
+                staging=outcomes[m.version].status.value,
+            )
+            for m in gate.migrations
+        ),
+        figures=figures,
+        checks=checks,
+    )
+
+
+def _recorded_server(database: Database) -> RecordedServer:
+    return RecordedServer(
+        where=database.endpoint.display(),
+        database=database.endpoint.dbname,
+        server_version=database.identity.version,
+        version_num=database.identity.version_num,
+        system_identifier=database.identity.system_identifier,
+        embedded=database.embedded,
+    )
+
+
 # -- the checklist -------------------------------------------------------------------------
 
 
-def staging_checklist(gate: Gate, extensions: Sequence[str]) -> list[Criterion]:
+def staging_checklist(gate: Gate, extensions: Sequence[str]) -> list[Criterion[Any]]:
     """Every criterion of a staging gate, in the order a release engineer reads them."""
     migrations = gate.migrations
     where = gate.config.migrations
     pool_size = gate.config.pool_size
-    checklist: list[Criterion] = [
+    checklist: list[Criterion[Any]] = [
         SourceReachable("source_reachable", where, owns=(SOURCE,)),
         SnapshotRestored("snapshot_restored", where, (SOURCE, STAGING_SERVER), (SNAPSHOT,)),
         VersionsMatch("versions_match", where, (SOURCE, STAGING_SERVER)),
@@ -906,4 +1069,5 @@ def staging_checklist(gate: Gate, extensions: Sequence[str]) -> list[Criterion]:
             for q in gate.performance.workload
         ]
         checklist.append(TestQueriesNotSlower("test_queries", where, perf_needs))
+    checklist.append(GateRecordWritten("gate_record", config.record, (SOURCE, STAGING_SERVER)))
     return checklist

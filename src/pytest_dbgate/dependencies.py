@@ -11,17 +11,18 @@ from typing import NoReturn
 
 import pytest
 
-from pytest_dbgate.gate import MIGRATED, SNAPSHOT, Gate, Reporter, StepFailed
+from pytest_dbgate.gate import MIGRATED, SNAPSHOT, Gate
+from pytest_dbgate.steps import Reporter, Run, StepFailed
 
 
-def blocked(gate: Gate, failed: StepFailed, item: Reporter) -> NoReturn:
+def blocked(gate: Run, failed: StepFailed, item: Reporter) -> NoReturn:
     owner = gate.owner(failed.step)
     if owner is not None and owner is not item and owner in gate.selected:
         pytest.skip(f"not run: {owner.nodeid} failed")
     pytest.fail(failed.message, pytrace=False)
 
 
-def require(gate: Gate, step: str, item: Reporter) -> None:
+def require(gate: Run, step: str, item: Reporter) -> None:
     """Make sure ``step`` is done before ``item`` runs; a step ``item`` owns is left to it."""
     try:
         gate.require(step)

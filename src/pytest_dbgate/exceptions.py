@@ -33,6 +33,14 @@ class ConfigError(DbgateError):
         )
 
     @classmethod
+    def no_production_target(cls) -> ConfigError:
+        return cls(
+            "--dbgate=production has no database to deploy to",
+            "set PROD_DATABASE_URL (or --dbgate-production-url / dbgate_production_url) to the "
+            "production database the staging gate was run against",
+        )
+
+    @classmethod
     def bad_value(cls, option: str, value: str, expected: str) -> ConfigError:
         return cls(f"{option} has an invalid value {value!r}", f"give {expected}")
 
@@ -120,6 +128,14 @@ class ConfigError(DbgateError):
         return cls(
             f"{path}:{line}: unknown or malformed dbgate directive {text!r}",
             f"use one of: {', '.join(known)}",
+        )
+
+    @classmethod
+    def unknown_holdback(cls, key: str, known: Iterable[str]) -> ConfigError:
+        names = ", ".join(known)
+        return cls(
+            f"dbgate_holdbacks names {key!r}, which is not a migration of this release",
+            f"name a migration by version or name (one of: {names})",
         )
 
     @classmethod
@@ -318,6 +334,87 @@ class PerformanceError(DbgateError):
             "started",
             "run the gate in order (do not select migration items without "
             "dbgate::before::baseline_captured)",
+        )
+
+
+class RecordError(DbgateError):
+    """The gate record production needs is missing, unreadable, untrusted or does not fit."""
+
+    @classmethod
+    def missing(cls, path: Path) -> RecordError:
+        return cls(
+            f"there is no gate record at {path}: production deploys only what a staging run passed",
+            "run `pytest --dbgate=staging` against this production database first and pass its "
+            "record (.dbgate/gate-record.json) to this job, e.g. as a CI artifact; or point "
+            "--dbgate-record at it",
+        )
+
+    @classmethod
+    def unreadable(cls, path: Path, reason: str) -> RecordError:
+        return cls(
+            f"{path} is not a usable gate record ({reason})",
+            "use the gate-record.json a passing `pytest --dbgate=staging` run wrote, unedited",
+        )
+
+    @classmethod
+    def unsigned(cls) -> RecordError:
+        return cls(
+            "the gate record is not signed, but DBGATE_SIGNING_KEY is set here",
+            "set the same DBGATE_SIGNING_KEY in the staging job and re-run it, so its record is "
+            "signed",
+        )
+
+    @classmethod
+    def bad_signature(cls) -> RecordError:
+        return cls(
+            "the gate record's signature does not match: the record was changed after staging "
+            "wrote it, or signed with another key",
+            "re-run `pytest --dbgate=staging` with the same DBGATE_SIGNING_KEY as this job and "
+            "pass its record unchanged",
+        )
+
+    @classmethod
+    def expired(cls, age: str, created: str, limit: str) -> RecordError:
+        return cls(
+            f"the gate record is {age} old (written {created}), older than dbgate_record_max_age "
+            f"({limit}): production has changed since staging validated the release",
+            "re-run `pytest --dbgate=staging` to validate the release against a fresh snapshot, "
+            "or raise --dbgate-record-max-age",
+        )
+
+    @classmethod
+    def future(cls, created: str) -> RecordError:
+        return cls(
+            f"the gate record says it was written at {created}, which is in the future",
+            "check the clocks of the staging and production runners, and re-run staging",
+        )
+
+    @classmethod
+    def files_differ(cls, differences: Iterable[str]) -> RecordError:
+        listed = "\n".join(f"    {line}" for line in differences)
+        return cls(
+            f"the migration files are not the ones staging validated:\n{listed}",
+            "deploy exactly what staging passed: restore the files, or re-run "
+            "`pytest --dbgate=staging` to validate the changed release",
+        )
+
+    @classmethod
+    def other_target(cls, recorded: str, target: str, reason: str) -> RecordError:
+        return cls(
+            f"the gate record validated the release against {recorded}, not against this "
+            f"production database {target} ({reason})",
+            "run the staging gate with PROD_DATABASE_URL pointing at this production database "
+            "(a replica of it will do), then deploy with its record",
+        )
+
+    @classmethod
+    def not_validated(cls, names: Iterable[str]) -> RecordError:
+        listed = ", ".join(names)
+        return cls(
+            f"staging did not apply {listed}: they were already applied in the snapshot it "
+            "restored, but production has not applied them",
+            "re-run `pytest --dbgate=staging` against this production database so staging "
+            "validates them",
         )
 
 

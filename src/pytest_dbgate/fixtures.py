@@ -9,12 +9,22 @@ everyday development; with no database configured those tests are skipped, sayin
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import pytest
 
 if TYPE_CHECKING:
     import psycopg
+
+    from pytest_dbgate.gate import Gate
+
+
+def _staging_gate(config: pytest.Config) -> Gate | None:
+    """The staging gate of this run; ``None`` without ``--dbgate=staging``."""
+    from pytest_dbgate.plugin import GATE_KEY
+
+    run = config.stash.get(GATE_KEY, None)
+    return cast("Gate", run) if run is not None and run.mode == "staging" else None
 
 
 @pytest.fixture
@@ -22,9 +32,8 @@ def dbgate_phase(request: pytest.FixtureRequest) -> str | None:
     """``"before"`` or ``"after"`` under the gate; ``None`` in everyday runs."""
     from pytest_dbgate.dependencies import enter_phase
     from pytest_dbgate.phases import phases_for
-    from pytest_dbgate.plugin import GATE_KEY
 
-    gate = request.config.stash.get(GATE_KEY, None)
+    gate = _staging_gate(request.config)
     phase: str | None = getattr(request, "param", None)
     if gate is None or phase is None:
         if phases_for(request.node) == ("before",):
@@ -39,9 +48,8 @@ def dbgate_phase(request: pytest.FixtureRequest) -> str | None:
 def dbgate_url(request: pytest.FixtureRequest, dbgate_phase: str | None) -> str:
     """URL of the database under test (password included), for the app's own connections."""
     from pytest_dbgate.config import development_url
-    from pytest_dbgate.plugin import GATE_KEY
 
-    gate = request.config.stash.get(GATE_KEY, None)
+    gate = _staging_gate(request.config)
     if gate is not None and dbgate_phase is not None:
         return gate.staging_url()
     url, setting = development_url(request.config)

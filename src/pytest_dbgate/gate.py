@@ -1,10 +1,6 @@
-"""The gate run's state: expensive steps done once, lazily, for whichever item needs them first.
+"""The staging gate's run: refresh, migrate under watch, measure, each step once, lazily.
 
-Each step (start or reach the source, reach the staging server, dump and restore, apply
-migrations) is memoised with its result *or* its error. Every step has an owner, the generated
-item that reports it: when a step fails, its owner fails with the message, and the items that
-needed it are skipped with a pointer to the owner, or, when the owner was deselected, error out
-with the message themselves. So no selection of items can silently skip a failure.
+See :mod:`pytest_dbgate.steps` for how steps, their owners and their failures work.
 """
 
 from __future__ import annotations
@@ -12,12 +8,8 @@ from __future__ import annotations
 import contextlib
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TypeVar
-
-import psycopg
+from typing import TYPE_CHECKING
 
 from pytest_dbgate import __version__
 from pytest_dbgate.binaries import PgBinaries, client_for, find_binaries
@@ -26,11 +18,10 @@ from pytest_dbgate.config import GateConfig
 from pytest_dbgate.connections import Endpoint, connect
 from pytest_dbgate.exceptions import ConfigError, DbgateError, PerformanceError, SafetyError
 from pytest_dbgate.locks import LockReport, relations_in_sql, watching
-from pytest_dbgate.migrations import Migration, discover, extensions_in
+from pytest_dbgate.migrations import Migration, discover, extensions_in, hold_backs
 from pytest_dbgate.performance import Performance
 from pytest_dbgate.provisioning import (
     EMBEDDED_SOURCE_DB,
-    ServerIdentity,
     check_can_run_servers,
     create_gate_database,
     embedded_server,
@@ -40,14 +31,14 @@ from pytest_dbgate.provisioning import (
     server_identity,
     take_gate_lock,
 )
-from pytest_dbgate.runner import Outcome, Runner, StatementLog
+from pytest_dbgate.runner import Runner, StatementLog
 from pytest_dbgate.snapshot import Snapshot, refresh
 from pytest_dbgate.stats import Capture, Comparison
+from pytest_dbgate.steps import Conn, Database, Progress, Run, StepFailed, migration_step
 from pytest_dbgate.workload import parse_workload
 
-T = TypeVar("T")
-Conn = psycopg.Connection[tuple[object, ...]]
-Progress = Callable[[str], None]
+if TYPE_CHECKING:
+    from pytest_dbgate.report import Results
 
 SOURCE = "source"
 STAGING_SERVER = "staging_server"
@@ -59,43 +50,10 @@ AFTER_CAPTURE = "after_capture"
 PERFORMANCE = "performance"
 
 
-class Reporter(Protocol):
-    """The generated item that reports a step (identity matters, not the node id, which
-    pytest-xdist rewrites)."""
+class Gate(Run):
+    """One staging gate run against one source and one staging server."""
 
-    @property
-    def nodeid(self) -> str: ...
-
-
-def migration_step(migration: Migration) -> str:
-    return f"migration:{migration.id}"
-
-
-class StepFailed(Exception):
-    """A step failed; ``step`` is the one whose owner reports it (maybe an earlier one)."""
-
-    def __init__(self, step: str, message: str) -> None:
-        super().__init__(message)
-        self.step = step
-        self.message = message
-
-
-@dataclass(frozen=True)
-class Database:
-    """A database the gate holds a session on."""
-
-    endpoint: Endpoint
-    conn: Conn
-    identity: ServerIdentity
-    embedded: bool
-
-    @property
-    def where(self) -> str:
-        return self.endpoint.display() + (" (embedded)" if self.embedded else "")
-
-
-class Gate:
-    """One gate run against one source and one staging server."""
+    mode = "staging"
 
     def __init__(
         self,
@@ -103,15 +61,10 @@ class Gate:
         migrations: list[Migration],
         binaries: PgBinaries,
         progress: Progress,
+        results: Results,
     ) -> None:
-        self.config = config
-        self.migrations = migrations
+        super().__init__(config, migrations, progress, results)
         self.binaries = binaries
-        self.progress = progress
-        self.owners: dict[str, Reporter] = {}
-        self.selected: set[Reporter] = set()
-        self._stack = ExitStack()
-        self._memo: dict[str, object] = {}
         self.workload = parse_workload(config.workload) if config.workload is not None else []
         self.lock_reports: dict[str, LockReport] = {}
         self.performance: Performance | None = None
@@ -119,40 +72,6 @@ class Gate:
             self.performance = Performance(config, progress, self.workload)
             self.performance.attach(lambda: self.staging_connection(purpose="stats"))
             self._stack.callback(self.performance.close)
-
-    def close(self) -> None:
-        self._stack.close()
-
-    def rel(self, migration: Migration) -> str:
-        """A migration's path as the user knows it: relative to the project root."""
-        try:
-            return str(migration.path.relative_to(self.config.rootdir))
-        except ValueError:
-            return str(migration.path)
-
-    # -- ownership ---------------------------------------------------------------------------
-
-    def owner(self, step: str) -> Reporter | None:
-        return self.owners.get(step)
-
-    def reported_elsewhere(self, step: str, item: Reporter) -> bool:
-        owner = self.owners.get(step)
-        return owner is not None and owner is not item and owner in self.selected
-
-    # -- steps -------------------------------------------------------------------------------
-
-    def _once(self, step: str, work: Callable[[], T]) -> T:
-        if step not in self._memo:
-            try:
-                self._memo[step] = work()
-            except StepFailed as failed:
-                self._memo[step] = failed
-            except DbgateError as error:
-                self._memo[step] = StepFailed(step, str(error))
-        value = self._memo[step]
-        if isinstance(value, StepFailed):
-            raise value
-        return value  # type: ignore[return-value]
 
     def source(self) -> Database:
         return self._once(SOURCE, self._open_source)
@@ -166,9 +85,8 @@ class Gate:
     def runner(self) -> Runner:
         return self._once(RUNNER, self._open_runner)
 
-    def require(self, step: str) -> object:
-        """Run (or recall) a named step; raises :class:`StepFailed`."""
-        steps: dict[str, Callable[[], object]] = {
+    def steps(self) -> dict[str, Callable[[], object]]:
+        return {
             SOURCE: self.source,
             STAGING_SERVER: self.staging_server,
             SNAPSHOT: self.snapshot,
@@ -178,13 +96,6 @@ class Gate:
             AFTER_CAPTURE: self.after_capture,
             PERFORMANCE: self.comparisons,
         }
-        return steps[step]()
-
-    def outcome(self, index: int) -> Outcome:
-        return self.runner().outcome(index)
-
-    def outcomes(self) -> list[Outcome]:
-        return self.runner().apply_all()
 
     def migrated(self) -> CommandResult | None:
         """Every migration applied, then the post-migrate command: what "after" tests need."""
@@ -218,6 +129,9 @@ class Gate:
     def staging_url(self) -> str:
         """The restored staging database's URL, credentials included, for the app's code."""
         return self.snapshot().staging.url()
+
+    def target_connection(self, purpose: str = "check") -> Conn:
+        return self.staging_connection(purpose)
 
     def staging_connection(self, purpose: str = "check") -> Conn:
         """A fresh session on the restored staging database, closed with the gate."""
@@ -365,14 +279,13 @@ class Gate:
         return reads
 
 
-def open_gate(config: GateConfig, progress: Progress) -> Gate:
+def open_gate(config: GateConfig, progress: Progress, results: Results) -> Gate:
     """Check everything that can be checked without a database, then make the gate.
 
     Raises a :class:`DbgateError` for bad input, before anything is started or touched.
     """
-    if config.mode != "staging":
-        raise ConfigError.mode_unavailable(config.mode)
     migrations = discover(config.migrations)
+    hold_backs(migrations, config.holdbacks)  # an unknown name is bad input: say so now
     if config.source_url is not None:
         source = Endpoint.from_url(config.source_url, config.source_url_setting)
     else:
@@ -390,7 +303,7 @@ def open_gate(config: GateConfig, progress: Progress) -> Gate:
         programs = ("pg_ctl", *programs)
         check_can_run_servers()
     binaries = find_binaries(config.pg_bindir, programs)
-    return Gate(config, migrations, binaries, progress)
+    return Gate(config, migrations, binaries, progress, results)
 
 
 def required_extensions(gate: Gate) -> list[str]:

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_dbgate.criteria import Criterion
 from pytest_dbgate.dependencies import blocked, require
 from pytest_dbgate.exceptions import CriterionFailed, DbgateError
-from pytest_dbgate.gate import Gate, StepFailed, migration_step
 from pytest_dbgate.runner import Status
+from pytest_dbgate.steps import Run, StepFailed, migration_step
 
 if TYPE_CHECKING:
     from _pytest._code.code import ExceptionInfo, TerminalRepr
@@ -43,7 +43,7 @@ class StageNode(pytest.Collector):
 class CriterionItem(pytest.Item):
     """One release criterion as a test."""
 
-    def __init__(self, *, criterion: Criterion, gate: Gate, **kwargs: object) -> None:
+    def __init__(self, *, criterion: Criterion[Any], gate: Run, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.criterion = criterion
         self.gate = gate
@@ -84,7 +84,7 @@ class CriterionItem(pytest.Item):
             raise
         except StepFailed as failed:
             if self.gate.owner(failed.step) is self:
-                raise CriterionFailed(failed.message) from None
+                raise CriterionFailed(failed.message, failed.figures) from None
             blocked(self.gate, failed, self)
         except DbgateError as error:
             raise CriterionFailed(str(error)) from None
@@ -104,7 +104,7 @@ class CriterionItem(pytest.Item):
 
 
 def build_items(
-    session: pytest.Session, gate: Gate, checklist: list[Criterion]
+    session: pytest.Session, gate: Run, checklist: list[Criterion[Any]]
 ) -> list[pytest.Item]:
     """Create the item tree ``dbgate::<stage>::<criterion>`` and record who owns which step."""
     root = GateNode.from_parent(session, name=ROOT, nodeid=ROOT)

@@ -22,6 +22,7 @@ import psycopg
 from pglast import parse_plpgsql, parse_sql
 from pglast.parser import ParseError
 from pglast.visitors import Visitor
+from psycopg import sql
 
 from pytest_dbgate.migrations import Migration, Statement
 
@@ -523,25 +524,49 @@ def tables_with_rows(conn: Conn) -> set[str]:
     return {str(r[0]) for r in rows}
 
 
-def blockers_before(conn: Conn, ours: Sequence[int], relations: Sequence[str]) -> list[str]:
-    """Sessions that would hold up a migration: in a transaction for a while, or holding locks
-    on what it touches."""
+BLOCKERS = """
+SELECT a.pid, coalesce(a.application_name, ''), a.state,
+       round(extract(epoch FROM now() - a.xact_start) * 1000)::bigint,
+       left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 120),
+       EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.granted
+               AND l.relation = ANY(SELECT to_regclass(r) FROM unnest(%(rels)s::text[]) r))
+           AS holds
+FROM pg_stat_activity a
+WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
+  AND a.pid <> ALL(%(ours)s) AND a.backend_type = 'client backend'
+  AND a.xact_start IS NOT NULL
+"""
+
+
+def blockers(
+    conn: Conn,
+    ours: Sequence[int],
+    relations: Sequence[str],
+    *,
+    open_longer_ms: float = 1000,
+    idle_longer_ms: float = 0,
+    lock_holders: bool = True,
+) -> list[str]:
+    """Sessions that would hold up a migration, one line each: a transaction open longer than
+    ``open_longer_ms``, idle in transaction longer than ``idle_longer_ms``, or (with
+    ``lock_holders``) holding a lock on one of ``relations``."""
     rows = conn.execute(
-        """
-        SELECT a.pid, coalesce(a.application_name, ''), a.state,
-               round(extract(epoch FROM now() - a.xact_start) * 1000)::bigint,
-               left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 120),
-               EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid
-                       AND l.relation = ANY(SELECT to_regclass(r) FROM unnest(%(rels)s::text[]) r))
-        FROM pg_stat_activity a
-        WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
-          AND a.pid <> ALL(%(ours)s) AND a.backend_type = 'client backend'
-          AND a.xact_start IS NOT NULL
-          AND (a.state LIKE 'idle in transaction%%' OR now() - a.xact_start > interval '1 second'
-               OR EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.relation = ANY(
-                   SELECT to_regclass(r) FROM unnest(%(rels)s::text[]) r)))
-        """,
-        {"ours": list(ours), "rels": list(relations)},
+        sql.SQL(BLOCKERS)
+        + sql.SQL(
+            " AND (now() - a.xact_start > %(open)s * interval '1 millisecond'"
+            " OR (a.state LIKE 'idle in transaction%%'"
+            "     AND now() - a.state_change > %(idle)s * interval '1 millisecond')"
+            " OR (%(holders)s AND EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid"
+            "     AND l.relation = ANY(SELECT to_regclass(r) FROM unnest(%(rels)s::text[]) r))))"
+            " ORDER BY a.xact_start"
+        ),
+        {
+            "ours": list(ours),
+            "rels": list(relations),
+            "open": open_longer_ms,
+            "idle": idle_longer_ms,
+            "holders": lock_holders,
+        },
     ).fetchall()
     return [
         f"pid {pid} ({app or 'no application_name'}, {state}, transaction open {age} ms"
@@ -549,6 +574,17 @@ def blockers_before(conn: Conn, ours: Sequence[int], relations: Sequence[str]) -
         + f"): {query}"
         for pid, app, state, age, query, holds in rows
     ]
+
+
+def blockers_before(conn: Conn, ours: Sequence[int], relations: Sequence[str]) -> list[str]:
+    """Sessions that would hold up a migration on staging: in a transaction for a second or
+    more, idle in transaction, or holding locks on what it touches."""
+    return blockers(conn, ours, relations)
+
+
+def statement_relations(statement: Statement) -> list[str]:
+    """Relations one statement names (a DO block's body included)."""
+    return _relations_in(statement)
 
 
 @contextlib.contextmanager

@@ -18,13 +18,12 @@ from pglast import ast, parse_sql
 from pglast.enums import AlterTableType, ConstrType, ObjectType, ReindexObjectType
 from pglast.parser import ParseError
 
+from pytest_dbgate.config import parse_period
 from pytest_dbgate.exceptions import ConfigError
 
 FLAT_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>[^/]+)\.sql$")
 DIRECTIVE = re.compile(r"^\s*--\s*dbgate:\s*(?P<body>.*?)\s*$", re.MULTILINE)
-HOLD_BACK = re.compile(r"^hold-back\s+(?P<n>\d+)\s*(?P<unit>[hdw])$")
 KNOWN_DIRECTIVES = ("no-transaction", "hold-back <N>d|h|w")
-_UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
 
 
 @dataclass(frozen=True)
@@ -259,6 +258,20 @@ def lock_fix(node: ast.Node) -> str | None:
     return None
 
 
+def hold_backs(
+    migrations: list[Migration], configured: tuple[tuple[str, timedelta], ...]
+) -> dict[str, timedelta]:
+    """Each held-back migration's period, by version: the files' directives, then the
+    configuration (``dbgate_holdbacks``), which names a migration by version, name or file."""
+    found = {m.version: m.hold_back for m in migrations if m.hold_back is not None}
+    for key, period in configured:
+        named = [m for m in migrations if key in (m.version, m.name, m.id, m.path.name)]
+        if not named:
+            raise ConfigError.unknown_holdback(key, [m.id for m in migrations])
+        found[named[0].version] = period
+    return found
+
+
 def _directives(path: Path, text: str) -> tuple[bool, timedelta | None]:
     no_transaction = False
     hold_back: timedelta | None = None
@@ -268,10 +281,10 @@ def _directives(path: Path, text: str) -> tuple[bool, timedelta | None]:
         if body == "no-transaction":
             no_transaction = True
             continue
-        held = HOLD_BACK.match(body)
-        if held:
-            hold_back = int(held.group("n")) * _UNITS[held.group("unit")]
-            continue
+        if body.startswith("hold-back "):
+            hold_back = parse_period(body.removeprefix("hold-back "))
+            if hold_back is not None:
+                continue
         raise ConfigError.bad_directive(path, line, match.group(0).strip(), KNOWN_DIRECTIVES)
     return no_transaction, hold_back
 

@@ -16,7 +16,20 @@ PHASE_FIXTURE = "dbgate_phase"
 MARKER = "dbgate_phase"
 
 # Runbook order: the gate's stages, with the phased tests in their stage.
-STAGE_ORDER = ("refresh", "connect", "before", "migrate", "schema", "after", "performance")
+STAGE_ORDER = (
+    "refresh",
+    "connect",
+    "before",
+    "migrate",
+    "schema",
+    "after",
+    "performance",
+    "verdict",
+    # production
+    "preflight",
+    "deploy",
+    "postdeploy",
+)
 
 
 def phases_for(node: pytest.Item | pytest.Function | object) -> tuple[str, ...]:

@@ -10,20 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_dbgate.config import add_options, read_config
 
 if TYPE_CHECKING:
-    from pytest_dbgate.gate import Gate
+    from pytest_dbgate.criteria import Criterion
     from pytest_dbgate.report import Results
+    from pytest_dbgate.steps import Run
 
 pytest_plugins = ["pytest_dbgate.fixtures"]
 
-GATE_KEY = pytest.StashKey["Gate"]()
-RESULTS_KEY = pytest.StashKey["Results"]()
+GATE_KEY = pytest.StashKey["Run"]()
 XDIST_GROUP = "dbgate"
 
 
@@ -44,15 +44,26 @@ def pytest_configure(config: pytest.Config) -> None:
         gate_config = read_config(config)
         if gate_config is None:
             return
-        from pytest_dbgate.gate import open_gate
         from pytest_dbgate.report import Results
 
         _one_worker(config)
-        gate = open_gate(gate_config, _progress(config))
+        results = Results(gate_config.mode)
+        gate: Run
+        if gate_config.mode == "staging":
+            from pytest_dbgate.gate import open_gate
+
+            gate = open_gate(gate_config, _progress(config), results)
+        elif gate_config.mode == "production":
+            from pytest_dbgate.deploy import open_deployment
+
+            gate = open_deployment(gate_config, _progress(config), results)
+        else:
+            from pytest_dbgate.exceptions import ConfigError
+
+            raise ConfigError.mode_unavailable(gate_config.mode)
     except DbgateError as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[GATE_KEY] = gate
-    config.stash[RESULTS_KEY] = Results(gate_config.mode)
     config.pluginmanager.register(GateHooks(config), "dbgate-gate")
     _interrupt_on_sigterm(config)
 
@@ -117,7 +128,8 @@ def _progress(config: pytest.Config) -> Callable[[str], None]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if GATE_KEY in metafunc.config.stash:
+    gate = metafunc.config.stash.get(GATE_KEY, None)
+    if gate is not None and gate.mode == "staging":
         from pytest_dbgate.phases import parametrize
 
         parametrize(metafunc)
@@ -131,12 +143,12 @@ class GateHooks:
         self.written: list[Path] = []
 
     @property
-    def gate(self) -> Gate:
+    def gate(self) -> Run:
         return self.config.stash[GATE_KEY]
 
     @property
     def results(self) -> Results:
-        return self.config.stash[RESULTS_KEY]
+        return self.gate.results
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_modifyitems(
@@ -144,26 +156,61 @@ class GateHooks:
     ) -> None:
         """Add the gate's items and put everything in runbook order, before selection (-k, -m,
         --lf) sees the list, so a selection keeps that order."""
-        from pytest_dbgate.criteria import staging_checklist
-        from pytest_dbgate.gate import required_extensions
         from pytest_dbgate.items import build_items
         from pytest_dbgate.phases import arrange, phase_of
 
-        checklist = staging_checklist(self.gate, required_extensions(self.gate))
-        generated = build_items(session, self.gate, checklist)
+        generated = build_items(session, self.gate, self._checklist())
         self.results.generated = len(generated)
-        items[:] = arrange(items, generated)
+        if self.gate.mode == "production":
+            # The deploy job deploys: the project's tests ran on staging, not against production.
+            if items:
+                self.config.hook.pytest_deselected(items=list(items))
+            items[:] = arrange([], generated)
+        else:
+            items[:] = arrange(items, generated)
         if hasattr(self.config, "workerinput"):
             group = pytest.mark.xdist_group(XDIST_GROUP)
             for item in items:
                 if item in generated or phase_of(item) is not None:
                     item.add_marker(group)
 
+    def _checklist(self) -> list[Criterion[Any]]:
+        from pytest_dbgate.deploy import Deployment
+        from pytest_dbgate.gate import Gate
+
+        if isinstance(self.gate, Deployment):
+            from pytest_dbgate.production import production_checklist
+
+            return production_checklist(self.gate)
+        assert isinstance(self.gate, Gate)
+        from pytest_dbgate.criteria import staging_checklist
+        from pytest_dbgate.gate import required_extensions
+
+        return staging_checklist(self.gate, required_extensions(self.gate))
+
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.gate.selected = set(session.items)
+        if self.gate.mode == "staging" and session.items and not self.config.option.collectonly:
+            from pytest_dbgate.record import invalidate
+
+            # Until this run passes, the previous run's record no longer speaks for the release.
+            if invalidate(self.gate.config.record):
+                _progress(self.config)(
+                    f"removed the previous gate record {self._shown(self.gate.config.record)}"
+                )
 
     def pytest_report_header(self) -> list[str]:
         cfg = self.gate.config
+        if self.gate.mode == "production":
+            return [
+                f"dbgate: production deploy of {len(self.gate.migrations)} migration(s) in "
+                f"{self._shown(cfg.migrations)}",
+                f"dbgate: target: {cfg.production_url_setting}; gate record: "
+                f"{self._shown(cfg.record)}",
+            ]
+        from pytest_dbgate.gate import Gate
+
+        assert isinstance(self.gate, Gate)
         if cfg.embedded_source:
             source = "embedded server seeded from " + ", ".join(self._shown(p) for p in cfg.seed)
         else:

@@ -37,6 +37,11 @@ class ItemResult:
     duration_s: float = 0.0
 
     @property
+    def phased(self) -> bool:
+        """A project test run in a phase, not one of the gate's criteria."""
+        return not self.nodeid.startswith(f"{ROOT}::")
+
+    @property
     def verdict(self) -> str:
         return {"failed": "FAILED", "error": "ERROR"}.get(self.outcome, self.outcome)
 
@@ -105,7 +110,7 @@ class Results:
         return bool(outcomes) and all(o in ("passed", "skipped") for o in outcomes)
 
     def headline(self) -> str:
-        gate_items = [r for r in self.ran if not _is_phased(r)]
+        gate_items = [r for r in self.ran if not r.phased]
         counts: dict[str, int] = {}
         for r in self.ran:
             counts[r.outcome] = counts.get(r.outcome, 0) + 1
@@ -122,7 +127,7 @@ class Results:
         folded: dict[str, list[ItemResult]] = {}
         slots: dict[str, int] = {}
         for r in self.ran:
-            if not _is_phased(r):
+            if not r.phased:
                 rows.append((r.stage, r.name, r.verdict, r.key_figure))
                 continue
             if r.stage not in folded:
@@ -217,10 +222,6 @@ class Results:
                 handle.write(markdown + "\n")
             written.append(Path(summary))
         return written
-
-
-def _is_phased(result: ItemResult) -> bool:
-    return not result.nodeid.startswith(f"{ROOT}::")
 
 
 def _fold(stage: str, results: list[ItemResult]) -> tuple[str, str, str, str]:

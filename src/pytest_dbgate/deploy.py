@@ -1,0 +1,212 @@
+"""The production run: deploy exactly what a staging gate passed, carefully.
+
+Preflight checks (the gate record, the target, versions, extensions, headroom, blocking
+sessions) are steps like any other; applying the migrations requires every one of them, so no
+selection of items (``-k``, ``--deselect``) can deploy past a failed or skipped check. Migrations
+run with a ``lock_timeout`` and bounded retries (see :class:`pytest_dbgate.runner.Policy`);
+held-back ones wait for their date.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from psycopg import sql
+
+from pytest_dbgate import __version__
+from pytest_dbgate.commands import CommandResult, run_command
+from pytest_dbgate.config import GateConfig
+from pytest_dbgate.connections import Endpoint, connect
+from pytest_dbgate.exceptions import ConfigError, Figure
+from pytest_dbgate.locks import blockers, statement_relations
+from pytest_dbgate.migrations import Migration, Statement, discover, hold_backs
+from pytest_dbgate.provisioning import server_identity, take_gate_lock
+from pytest_dbgate.record import GateRecord, load
+from pytest_dbgate.runner import (
+    TRACKING,
+    TRACKING_SCHEMA,
+    TRACKING_TABLE,
+    Policy,
+    Runner,
+    Status,
+)
+from pytest_dbgate.steps import Conn, Database, Progress, Run, StepFailed, migration_step
+
+if TYPE_CHECKING:
+    from pytest_dbgate.report import Results
+
+PRODUCTION = "production"
+RECORD = "record"
+RUNNER = "deploy_runner"
+MIGRATED = "deployed"
+
+Figures = dict[str, Figure]
+
+
+class Preflight(Protocol):
+    """A check that must pass before anything is applied (the preflight criteria)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def verify(self, run: Deployment) -> Figures: ...
+
+
+def preflight_step(name: str) -> str:
+    return f"preflight:{name}"
+
+
+class Deployment(Run):
+    """One ``--dbgate=production`` run against one production database."""
+
+    mode = "production"
+
+    def __init__(
+        self,
+        config: GateConfig,
+        migrations: list[Migration],
+        progress: Progress,
+        results: Results,
+        target: Endpoint,
+    ) -> None:
+        super().__init__(config, migrations, progress, results)
+        self.target = target
+        self.hold_backs = hold_backs(migrations, config.holdbacks)
+        self.preflights: list[Preflight] = []
+
+    def steps(self) -> dict[str, Callable[[], object]]:
+        return {
+            PRODUCTION: self.production,
+            RECORD: self.record,
+            RUNNER: self.runner,
+            MIGRATED: self.migrated,
+        }
+
+    # -- steps -------------------------------------------------------------------------------
+
+    def production(self) -> Database:
+        return self._once(PRODUCTION, self._open_production)
+
+    def record(self) -> GateRecord:
+        return self._once(RECORD, lambda: load(self.config.record))
+
+    def preflight(self, check: Preflight) -> Figures:
+        return self._once(preflight_step(check.name), lambda: check.verify(self))
+
+    def runner(self) -> Runner:
+        return self._once(RUNNER, self._open_runner)
+
+    def migrated(self) -> CommandResult | None:
+        return self._once(MIGRATED, self._finish)
+
+    def target_connection(self, purpose: str = "check") -> Conn:
+        conn = connect(
+            self.target, "production", self.config.production_url_setting, purpose=purpose
+        )
+        self._stack.callback(conn.close)
+        return conn
+
+    # -- facts the preflight checks read ----------------------------------------------------
+
+    def applied_versions(self) -> dict[str, str]:
+        """Versions production records as applied, with their checksums (nothing is created)."""
+        conn = self.production().conn
+        row = conn.execute(
+            "SELECT to_regclass(%s) IS NOT NULL", (f"{TRACKING_SCHEMA}.{TRACKING_TABLE}",)
+        ).fetchone()
+        if not row or not row[0]:
+            return {}
+        rows = conn.execute(
+            sql.SQL("SELECT version, checksum FROM {} WHERE success").format(TRACKING)
+        ).fetchall()
+        return {str(v): str(c) for v, c in rows}
+
+    def pending(self) -> list[Migration]:
+        applied = self.applied_versions()
+        return [m for m in self.migrations if m.version not in applied]
+
+    # -- step bodies -------------------------------------------------------------------------
+
+    def _open_production(self) -> Database:
+        conn = connect(
+            self.target, "production", self.config.production_url_setting, purpose="deploy"
+        )
+        self._stack.callback(conn.close)
+        take_gate_lock(conn, "production:" + self.target.dbname, self.target.display())
+        return Database(self.target, conn, server_identity(conn), embedded=False)
+
+    def _open_runner(self) -> Runner:
+        for check in self.preflights:
+            self.preflight(check)  # raises StepFailed, reported by that check's item
+        database = self.production()
+        conn = database.conn
+        own = conn.info.backend_pid
+
+        def in_the_way(statement: Statement) -> list[str]:
+            return blockers(
+                conn,
+                [own],
+                statement_relations(statement),
+                open_longer_ms=LONG_TRANSACTION_MS,
+                idle_longer_ms=0,
+            )
+
+        policy = Policy(
+            lock_timeout_ms=self.config.lock_timeout_ms,
+            retries=self.config.lock_retries,
+            retry_wait_s=self.config.lock_retry_wait_s,
+            hold_backs=self.hold_backs,
+        )
+        return Runner(
+            conn,
+            self.migrations,
+            self.progress,
+            f"pytest-dbgate {__version__} production",
+            policy=policy,
+            blockers=in_the_way,
+        )
+
+    def _finish(self) -> CommandResult | None:
+        failed = next(
+            (o for o in self.outcomes() if not o.ok and o.status is not Status.HELD_BACK), None
+        )
+        if failed is not None and failed.status is not Status.NOT_APPLIED:
+            raise StepFailed(migration_step(failed.migration), failed.describe_failure(self.rel))
+        command = self.config.post_migrate_command
+        if command is None:
+            return None
+        self.progress(f"running the post-migrate command `{command}`")
+        result = run_command(command, self.target, self.config.rootdir)
+        if not result.ok:
+            raise StepFailed(MIGRATED, result.failure("the post-migrate command"))
+        return result
+
+
+# A transaction open this long will not end within the retry budget (with the defaults, six
+# 500 ms tries and 31 s of waits), and idle-in-transaction sessions hold their locks until
+# someone ends them: either would make the deploy time out, so preflight refuses to start.
+LONG_TRANSACTION_MS = 60_000
+IDLE_IN_TRANSACTION_MS = 5_000
+
+
+def sessions_in_the_way(run: Deployment, relations: Sequence[str]) -> list[str]:
+    database = run.production()
+    return blockers(
+        database.conn,
+        [database.conn.info.backend_pid],
+        relations,
+        open_longer_ms=LONG_TRANSACTION_MS,
+        idle_longer_ms=IDLE_IN_TRANSACTION_MS,
+        lock_holders=False,
+    )
+
+
+def open_deployment(config: GateConfig, progress: Progress, results: Results) -> Deployment:
+    """Check what can be checked without a database, then make the deployment."""
+    migrations = discover(config.migrations)
+    hold_backs(migrations, config.holdbacks)  # an unknown name is bad input: say so now
+    if config.production_url is None:
+        raise ConfigError.no_production_target()
+    target = Endpoint.from_url(config.production_url, config.production_url_setting)
+    return Deployment(config, migrations, progress, results, target)

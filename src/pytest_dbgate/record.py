@@ -1,0 +1,187 @@
+"""The gate record: what a passing staging run validated, bound to the exact migration files.
+
+A passing ``--dbgate=staging`` run writes it; ``--dbgate=production`` deploys only what it names.
+An environment variable saying "staging passed" is easy to set by mistake and says nothing about
+*what* passed; the record lists every migration file by checksum, the source it was validated
+against (by the server's system identifier, which a replica shares with its primary), when, and
+the figures of the run. With ``DBGATE_SIGNING_KEY`` set it carries an HMAC-SHA256 signature, so a
+record edited by hand, or made by a run without the key, is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from pytest_dbgate.exceptions import Figure, RecordError
+from pytest_dbgate.migrations import Migration
+
+FORMAT = 1
+KIND = "pytest-dbgate gate record"
+ALGORITHM = "hmac-sha256"
+
+
+@dataclass(frozen=True)
+class RecordedMigration:
+    version: str
+    name: str
+    file: str
+    checksum: str
+    hold_back: str | None
+    staging: str  # what staging did with it: "applied" or "already applied"
+
+
+@dataclass(frozen=True)
+class RecordedServer:
+    where: str  # host, port, database and user; never a password
+    database: str
+    server_version: str
+    version_num: int
+    system_identifier: str | None
+    embedded: bool
+
+
+@dataclass(frozen=True)
+class GateRecord:
+    created_at: str
+    plugin_version: str
+    source: RecordedServer
+    staging: RecordedServer
+    migrations: tuple[RecordedMigration, ...]
+    figures: dict[str, Figure]
+    checks: tuple[dict[str, str], ...] = ()
+    signature: str | None = field(default=None, compare=False)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def body(self) -> dict[str, object]:
+        """Everything but the signature: what the signature covers."""
+        document = asdict(self)
+        document.pop("signature")
+        return {"kind": KIND, "format": FORMAT, "passed": True, **document}
+
+    def signed(self, key: str | None) -> GateRecord:
+        if key is None:
+            return self
+        return replace(self, signature=_mac(self.body(), key))
+
+    def write(self, path: Path) -> None:
+        document = self.body()
+        if self.signature is not None:
+            document["signature"] = {"algorithm": ALGORITHM, "value": self.signature}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+        partial.replace(path)  # never a half-written record
+
+    # -- reading ---------------------------------------------------------------------------
+
+    @property
+    def created(self) -> datetime:
+        return datetime.fromisoformat(self.created_at)
+
+    def age(self, now: datetime) -> timedelta:
+        return now - self.created
+
+    def verify(self, key: str | None) -> str:
+        """Check the signature against ``key``; return how the record was authenticated."""
+        if key is None:
+            return (
+                "signature not checked (DBGATE_SIGNING_KEY not set)"
+                if self.signature
+                else ("unsigned")
+            )
+        if self.signature is None:
+            raise RecordError.unsigned()
+        if not hmac.compare_digest(self.signature, _mac(self.body(), key)):
+            raise RecordError.bad_signature()
+        return "signature valid"
+
+    def differences(self, migrations: Sequence[Migration], rel: dict[str, str]) -> list[str]:
+        """How the migration files differ from what staging validated, one line per file."""
+        recorded = {m.version: m for m in self.migrations}
+        files = {m.version: m for m in migrations}
+        lines: list[str] = []
+        for version in sorted(set(recorded) | set(files), key=int):
+            was, now = recorded.get(version), files.get(version)
+            if was is None and now is not None:
+                lines.append(f"added after the staging pass: {rel[version]} (not in the record)")
+            elif now is None and was is not None:
+                lines.append(
+                    f"removed after the staging pass: {was.file} (in the record, no such file now)"
+                )
+            elif was is not None and now is not None:
+                if was.checksum != now.checksum:
+                    lines.append(
+                        f"edited after the staging pass: {rel[version]} (checksum "
+                        f"{was.checksum[:12]}… in the record, {now.checksum[:12]}… now)"
+                    )
+                elif was.name != now.name:
+                    lines.append(
+                        f"renamed after the staging pass: {was.file} is now {rel[version]}"
+                    )
+        return lines
+
+
+def _mac(body: dict[str, object], key: str) -> str:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    return hmac.new(key.encode(), canonical, hashlib.sha256).hexdigest()
+
+
+def load(path: Path) -> GateRecord:
+    """Read a record; :class:`RecordError` when it is missing, unreadable or not a passing one."""
+    if not path.is_file():
+        raise RecordError.missing(path)
+    try:
+        document = json.loads(path.read_text())
+        if document.get("kind") != KIND or document.get("format") != FORMAT:
+            raise ValueError(f"not a {KIND} of format {FORMAT}")
+        if document.get("passed") is not True:
+            raise ValueError("it does not record a passing staging run")
+        signature = document.get("signature")
+        record = GateRecord(
+            created_at=str(document["created_at"]),
+            plugin_version=str(document["plugin_version"]),
+            source=RecordedServer(**document["source"]),
+            staging=RecordedServer(**document["staging"]),
+            migrations=tuple(RecordedMigration(**m) for m in document["migrations"]),
+            figures=dict(document.get("figures", {})),
+            checks=tuple(document.get("checks", ())),
+            signature=str(signature["value"]) if isinstance(signature, dict) else None,
+        )
+        created = record.created
+        if created.tzinfo is None:
+            raise ValueError("created_at has no time zone")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RecordError.unreadable(path, str(exc)) from None
+    return record
+
+
+def invalidate(path: Path) -> bool:
+    """Remove a previous record before a new staging run: a failing run leaves none behind."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def format_period(period: timedelta) -> str:
+    """``3d 4h``, ``12h``, ``25 min``: how long, readably."""
+    seconds = int(period.total_seconds())
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    if days:
+        return f"{days}d {hours}h" if hours else f"{days}d"
+    if hours:
+        return f"{hours}h"
+    return f"{max(rest // 60, 1)} min"

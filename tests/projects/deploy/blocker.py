@@ -1,0 +1,32 @@
+"""Another session in the deploy's way, opened just before the deploy item BLOCK_BEFORE runs.
+
+BLOCK_URL: where; BLOCK_SQL: what it runs in its transaction (left open); BLOCK_FOR: seconds
+before it ends its transaction (unset: at the end of the run).
+"""
+
+import os
+import threading
+
+import psycopg
+import pytest
+
+HELD: dict[str, psycopg.Connection] = {}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    target = os.environ.get("BLOCK_BEFORE")
+    if not target or target not in item.nodeid or "conn" in HELD:
+        return
+    conn = psycopg.connect(os.environ["BLOCK_URL"], application_name="nightly report")
+    conn.execute(os.environ["BLOCK_SQL"])
+    HELD["conn"] = conn
+    hold_for = float(os.environ.get("BLOCK_FOR", "0"))
+    if hold_for:
+        threading.Timer(hold_for, conn.rollback).start()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    conn = HELD.pop("conn", None)
+    if conn is not None:
+        conn.close()
