@@ -29,14 +29,13 @@ def _process_uid(pid: int) -> int:
 
 
 def test_embedded_server_runs_unprivileged_with_pg_stat_statements(binaries: PgBinaries) -> None:
-    with embedded_server("probe", binaries) as server:
-        with connect(server, "embedded", "test") as conn:
-            row = conn.execute("SHOW shared_preload_libraries").fetchone()
-            assert row is not None and "pg_stat_statements" in str(row[0])
-            pid = int(str((conn.execute("SELECT pg_backend_pid()").fetchone() or (0,))[0]))
-            datadir = str((conn.execute("SHOW data_directory").fetchone() or ("",))[0])
-            if os.geteuid() == 0:  # while the session (and so its backend process) lives
-                assert _process_uid(pid) == provisioning.pwd.getpwnam("postgres").pw_uid
+    with embedded_server("probe", binaries) as server, connect(server, "embedded", "test") as conn:
+        row = conn.execute("SHOW shared_preload_libraries").fetchone()
+        assert row is not None and "pg_stat_statements" in str(row[0])
+        pid = int(str((conn.execute("SELECT pg_backend_pid()").fetchone() or (0,))[0]))
+        datadir = str((conn.execute("SHOW data_directory").fetchone() or ("",))[0])
+        if os.geteuid() == 0:  # while the session (and so its backend process) lives
+            assert _process_uid(pid) == provisioning.pwd.getpwnam("postgres").pw_uid
     assert not Path(datadir).exists(), "the cluster's files are removed when it stops"
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(server.conninfo(), connect_timeout=2)
