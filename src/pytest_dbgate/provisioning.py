@@ -15,6 +15,7 @@ import os
 import pwd
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -130,6 +131,7 @@ def embedded_server(
             endpoint = Endpoint.from_params(
                 {"host": "127.0.0.1", "port": port, "user": SUPERUSER, "dbname": "postgres"}
             )
+            _accepting(endpoint, role, logfile)
             if password:
                 endpoint = _require_password(endpoint, base / "data", password)
             yield endpoint
@@ -137,6 +139,22 @@ def embedded_server(
             _stop_quietly(executor)
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _accepting(endpoint: Endpoint, role: str, logfile: Path, timeout_s: float = 60) -> None:
+    """Wait until the server accepts sessions: on a loaded machine ``pg_ctl -w`` can return while
+    the server still answers "the database system is starting up"."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            psycopg.connect(endpoint.conninfo(), connect_timeout=5).close()
+            return
+        except psycopg.OperationalError as exc:
+            if "starting up" not in str(exc) or time.monotonic() > deadline:
+                raise ProvisioningError.cluster_failed(
+                    role, _first_line(exc), _tail(logfile)
+                ) from None
+            time.sleep(0.1)
 
 
 def _require_password(endpoint: Endpoint, datadir: Path, password: str) -> Endpoint:
