@@ -15,7 +15,7 @@ from .conftest import Project, example
 def test_unvalidated_foreign_key_fails_constraints_validated(remote_demo: Project) -> None:
     result = remote_demo.migrations(example("unvalidated_fk")).run()
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.assert_outcomes(failed=1, passed=21, skipped=1)
+    result.assert_outcomes(failed=1, passed=22, skipped=1)
     result.stdout.fnmatch_lines(
         [
             "*_ schema: constraints_validated _*",
@@ -31,7 +31,7 @@ def test_unvalidated_foreign_key_fails_constraints_validated(remote_demo: Projec
 def test_failing_migration_names_file_line_and_error(remote_demo: Project) -> None:
     result = remote_demo.migrations(example("failing_migration")).run("-rs")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.assert_outcomes(failed=2, passed=14, skipped=11)
+    result.assert_outcomes(failed=2, passed=17, skipped=11)
     result.stdout.fnmatch_lines(
         [
             "*_ migrate: applied[[]20250115150100_add_recipes_category_id[]] _*",
@@ -55,7 +55,7 @@ def test_failing_migration_names_file_line_and_error(remote_demo: Project) -> No
 
 def test_failed_concurrent_index_fails_indexes_valid_and_ready(remote_demo: Project) -> None:
     result = remote_demo.migrations(example("invalid_index")).run()
-    result.assert_outcomes(failed=3, passed=11, skipped=9)
+    result.assert_outcomes(failed=3, passed=12, skipped=9)
     result.stdout.fnmatch_lines(
         [
             "*_ migrate: applied[[]20250115160001_unique_recipe_descriptions[]] _*",
@@ -172,5 +172,5 @@ def _fingerprint(endpoint: Endpoint) -> str:
 def test_the_source_is_only_read(remote_demo: Project, prod_db: Endpoint) -> None:
     before = _fingerprint(prod_db)
     result = remote_demo.run()
-    result.assert_outcomes(passed=33)
+    result.assert_outcomes(passed=39)
     assert _fingerprint(prod_db) == before

@@ -48,8 +48,8 @@ def test_checksum_is_sha256_of_the_file_bytes(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "problem"),
     [
-        ("add_things.sql", "is not named like a migration"),
-        ("v1_things.sql", "is not named like a migration"),
+        ("add_things.sql", "is not a migration of the flat layout the folder uses"),
+        ("v1_things.sql", "is not a migration of the flat layout the folder uses"),
     ],
 )
 def test_files_not_named_like_migrations_are_refused(

@@ -89,7 +89,7 @@ def test_the_performance_stage_can_be_turned_off(perf_project: Project) -> None:
     perf_project.migrations(PROJECTS / "perf" / "unsafe").ini(dbgate_max_regression="off")
     result = perf_project.run()
     assert result.ret == 0
-    result.assert_outcomes(passed=13)
+    result.assert_outcomes(passed=14)
     assert "dbgate::performance" not in result.stdout.str()
     assert "captured" not in result.stdout.str()
 
@@ -119,7 +119,7 @@ def test_a_staging_server_without_pg_stat_statements_says_how_to_preload_it(
     perf_project.monkeypatch.setenv("STAGING_DATABASE_URL", url(staging_without_pgss))
     result = perf_project.run("-rs")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.assert_outcomes(failed=1, passed=12, skipped=5)
+    result.assert_outcomes(failed=1, passed=13, skipped=5)
     result.stdout.fnmatch_lines(
         [
             "*_ before: baseline_captured _*",

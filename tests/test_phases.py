@@ -35,7 +35,7 @@ def _ran(result: pytest.RunResult) -> list[str]:
 def test_database_tests_run_before_and_after_around_the_migrations(remote_demo: Project) -> None:
     remote_demo.pytester.makepyfile(test_app=APP_TESTS)
     result = remote_demo.run("-v", "-p", "no:randomly")
-    result.assert_outcomes(passed=33 + 7)
+    result.assert_outcomes(passed=39 + 7)
     order = _ran(result)
     first_migration = next(i for i, n in enumerate(order) if n.startswith("dbgate::migrate::"))
     last_schema = max(i for i, n in enumerate(order) if n.startswith("dbgate::schema::"))
@@ -60,7 +60,7 @@ def test_a_release_that_breaks_the_app_fails_the_after_test(remote_demo: Project
     remote_demo.migrations(example("renamed_column")).pytester.makepyfile(test_app=APP_TESTS)
     result = remote_demo.run()
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.assert_outcomes(failed=2, passed=32, skipped=8)
+    result.assert_outcomes(failed=2, passed=39, skipped=8)
     # The app's workload breaks too, so the performance stage cannot compare.
     result.stdout.fnmatch_lines(
         ['a query of the workload */workload.sql failed on staging: column "title" does not exist']
@@ -96,7 +96,7 @@ def test_exitfirst_stops_before_the_migrations(remote_demo: Project) -> None:
     )
     result = remote_demo.run("-x")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.assert_outcomes(failed=1, passed=8)
+    result.assert_outcomes(failed=1, passed=14)
     assert "applying" not in result.stdout.str()
 
 
@@ -105,7 +105,7 @@ def test_a_failed_migration_skips_the_after_tests(remote_demo: Project) -> None:
         test_app="def test_app(dbgate_db):\n    pass\n"
     )
     result = remote_demo.run("-rs")
-    result.assert_outcomes(failed=2, passed=15, skipped=12)
+    result.assert_outcomes(failed=2, passed=18, skipped=12)
     result.stdout.fnmatch_lines(
         ["SKIPPED * not run: dbgate::migrate::applied[[]20250115150100_add_recipes_category_id[]]*"]
     )
@@ -133,15 +133,15 @@ def test_reordering_plugins_cannot_run_a_before_test_after_migrating(remote_demo
     )
     remote_demo.pytester.makepyfile(test_app="def test_app(dbgate_db):\n    pass\n")
     result = remote_demo.run()
-    result.assert_outcomes(passed=34, errors=1)
+    result.assert_outcomes(passed=40, errors=1)
     result.stdout.fnmatch_lines(["*this [[]before[]] test would run after the migrations started*"])
 
 
 def test_the_gate_runs_on_one_xdist_worker(remote_demo: Project) -> None:
     remote_demo.pytester.makepyfile(test_app=APP_TESTS)
     result = remote_demo.run("-n", "2")
-    result.assert_outcomes(passed=33 + 7)
-    result.stdout.fnmatch_lines(["*dbgate: staging gate PASSED: 39 passed*"])
+    result.assert_outcomes(passed=39 + 7)
+    result.stdout.fnmatch_lines(["*dbgate: staging gate PASSED: 45 passed*"])
     assert (remote_demo.path / ".dbgate" / "staging-report.md").exists()
 
 

@@ -41,6 +41,8 @@ DEFAULT_LOCK_TIMEOUT_MS = 500
 DEFAULT_LOCK_RETRIES = 5
 DEFAULT_LOCK_RETRY_WAIT_S = 1.0
 SIGNING_KEY_ENV = "DBGATE_SIGNING_KEY"
+DEFAULT_LINT_SMALL_TABLE_ROWS = 10_000
+LAYOUTS = ("auto", "flat", "prisma", "flyway", "golang-migrate", "dbmate")
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,18 @@ SETTINGS: tuple[Setting, ...] = (
         "migrations",
         f"folder of the release's migration files (default: {DEFAULT_MIGRATIONS})",
         metavar="PATH",
+    ),
+    Setting(
+        "layout",
+        "how the migrations folder is laid out: auto, flat, prisma, flyway, golang-migrate or "
+        "dbmate (default: auto, detected from the files)",
+        metavar="LAYOUT",
+    ),
+    Setting(
+        "lint_small_table_rows",
+        f"staging: a lint finding on a table with fewer rows than this is reported, not failed "
+        f"(default: {DEFAULT_LINT_SMALL_TABLE_ROWS})",
+        metavar="N",
     ),
     Setting(
         "source_url",
@@ -285,6 +299,8 @@ class GateConfig:
     lock_retry_wait_s: float = DEFAULT_LOCK_RETRY_WAIT_S
     holdbacks: tuple[tuple[str, timedelta], ...] = ()
     signing_key: str | None = field(default=None, repr=False)
+    layout: str = "auto"
+    lint_small_table_rows: int = DEFAULT_LINT_SMALL_TABLE_ROWS
 
     @property
     def performance(self) -> bool:
@@ -342,6 +358,10 @@ def read_config(config: pytest.Config) -> GateConfig | None:
         lock_retry_wait_s=reader.non_negative_float("lock_retry_wait", DEFAULT_LOCK_RETRY_WAIT_S),
         holdbacks=reader.holdbacks(),
         signing_key=os.environ.get(SIGNING_KEY_ENV) or None,
+        layout=reader.choice("layout", LAYOUTS, "auto"),
+        lint_small_table_rows=reader.non_negative_int(
+            "lint_small_table_rows", DEFAULT_LINT_SMALL_TABLE_ROWS
+        ),
     )
 
 
@@ -423,6 +443,14 @@ class _Reader:
             return None
         assert isinstance(ini, list)
         return [n for item in ini for n in (p.strip() for p in str(item).split(",")) if n]
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        if raw not in choices:
+            raise ConfigError.bad_value(SETTING[name].flag, raw, "one of " + ", ".join(choices))
+        return raw
 
     def period(self, name: str, default: str) -> timedelta:
         cli = self._cli(name)

@@ -31,6 +31,7 @@ from pytest_dbgate.gate import (
     STAGING_SERVER,
     Gate,
 )
+from pytest_dbgate.lint import Finding
 from pytest_dbgate.locks import CONFLICTS, HeldLock, LockReport, sql_mode
 from pytest_dbgate.migrations import BATCHES, Migration, hold_backs
 from pytest_dbgate.record import (
@@ -72,6 +73,7 @@ class Criterion(Generic[R]):
     requires: tuple[str, ...] = ()
     owns: tuple[str, ...] = ()
     needs_migrations: bool = field(default=False, kw_only=True)
+    per_file: ClassVar[bool] = False  # named ``<file>::<check>`` rather than dbgate::<stage>::…
 
     def check(self, gate: R) -> Figures:
         raise NotImplementedError
@@ -878,6 +880,89 @@ class TestQueriesNotSlower(Criterion[Gate]):
         return figures
 
 
+# -- lint ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MigrationLinted(Criterion[Run]):
+    """One migration file against the static safety rules (:mod:`pytest_dbgate.lint`).
+
+    In the staging gate the restored copy says how big each table is: a finding on a table with
+    fewer rows than ``dbgate_lint_small_table_rows`` is reported, not failed.
+    """
+
+    stage: ClassVar[str] = "lint"
+    per_file: ClassVar[bool] = True
+    migration: Migration | None = None
+
+    def check(self, gate: Run) -> Figures:
+        assert self.migration is not None
+        findings = gate.findings.get(self.migration.id, [])
+        rows = _table_rows(gate)
+        limit = gate.config.lint_small_table_rows
+        failing: list[tuple[Finding, bool]] = []
+        reported: list[tuple[Finding, bool]] = []
+        for finding in findings:
+            small = (
+                finding.table is not None
+                and rows is not None
+                and rows.get(finding.table.split(".")[-1], 0) < limit
+            )
+            (failing if finding.fails and not small else reported).append((finding, small))
+        figures: Figures = {
+            "summary": f"{len(failing)} failing, {len(reported)} reported"
+            if findings
+            else "no findings",
+            "findings": len(findings),
+            "failing": len(failing),
+            "reported": len(reported),
+            "rules": ", ".join(sorted({f.rule.id for f in findings})),
+        }
+        rel = gate.rel(self.migration)
+        notes = []
+        for finding, small in reported:
+            line = f"{rel}:{finding.statement.line}: [{finding.rule.id}] {finding.detail}"
+            if small and finding.table is not None and rows is not None:
+                count = rows.get(finding.table.split(".")[-1], 0)
+                line += f" (reported: {finding.table} has {count:,} rows, fewer than {limit:,})"
+            elif finding.ignored is not None:
+                line += f" (ignored: {finding.ignored})"
+            elif finding.held_back:
+                line += " (held back: the sanctioned way to remove what the old release reads)"
+            else:
+                line += " (reported)"
+            notes.append(line)
+        if notes:
+            figures["notes"] = " | ".join(notes)
+        if failing:
+            lines = [f"{len(failing)} unsafe statement(s) in {rel}:"]
+            lines += [finding.describe(rel) for finding, _ in failing]
+            if notes:
+                lines.append("  also reported, not failing:")
+                lines += [f"    {note}" for note in notes]
+            lines.append(
+                "  a reviewed exception: `-- dbgate: ignore <rule> <reason>` on the line above "
+                "the statement"
+            )
+            raise CriterionFailed("\n".join(lines), figures)
+        return figures
+
+
+def _table_rows(gate: Run) -> dict[str, int] | None:
+    """Rows per table of the restored copy (by unqualified name), when there is one."""
+    if not isinstance(gate, Gate):
+        return None
+    try:
+        snapshot = gate.snapshot()
+    except StepFailed:
+        return None
+    return {t.qualified.split(".")[-1].strip('"'): t.source_rows for t in snapshot.tables}
+
+
+def lint_checklist(run: Run) -> list[Criterion[Any]]:
+    return [MigrationLinted(f"{run.rel(m)}::lint", m.path, migration=m) for m in run.migrations]
+
+
 # -- verdict -------------------------------------------------------------------------------
 
 
@@ -1004,6 +1089,7 @@ def staging_checklist(gate: Gate, extensions: Sequence[str]) -> list[Criterion[A
     where = gate.config.migrations
     pool_size = gate.config.pool_size
     checklist: list[Criterion[Any]] = [
+        *lint_checklist(gate),
         SourceReachable("source_reachable", where, owns=(SOURCE,)),
         SnapshotRestored("snapshot_restored", where, (SOURCE, STAGING_SERVER), (SNAPSHOT,)),
         VersionsMatch("versions_match", where, (SOURCE, STAGING_SERVER)),

@@ -204,7 +204,7 @@ def sessions_in_the_way(run: Deployment, relations: Sequence[str]) -> list[str]:
 
 def open_deployment(config: GateConfig, progress: Progress, results: Results) -> Deployment:
     """Check what can be checked without a database, then make the deployment."""
-    migrations = discover(config.migrations)
+    migrations = discover(config.migrations, config.layout)
     hold_backs(migrations, config.holdbacks)  # an unknown name is bad input: say so now
     if config.production_url is None:
         raise ConfigError.no_production_target()

@@ -26,13 +26,6 @@ class ConfigError(DbgateError):
     """The gate's configuration or input files are wrong; nothing has been touched yet."""
 
     @classmethod
-    def mode_unavailable(cls, mode: str) -> ConfigError:
-        return cls(
-            f"--dbgate={mode} is not available in this version of pytest-dbgate",
-            "run `pytest --dbgate=staging` to gate the release on a staging copy",
-        )
-
-    @classmethod
     def no_production_target(cls) -> ConfigError:
         return cls(
             "--dbgate=production has no database to deploy to",
@@ -101,11 +94,18 @@ class ConfigError(DbgateError):
         )
 
     @classmethod
-    def not_a_migration(cls, path: Path) -> ConfigError:
+    def not_a_migration(cls, path: Path, layout: str, example: str) -> ConfigError:
         return cls(
-            f"{path} is not named like a migration (<version>_<name>.sql, e.g. "
-            "20250115150000_add_categories.sql)",
-            "rename it with a numeric version prefix, or move it out of the migrations folder",
+            f"{path} is not a migration of the {layout} layout the folder uses (e.g. {example})",
+            "rename it like the others, move it out of the migrations folder, or set "
+            "dbgate_layout if the layout was detected wrongly",
+        )
+
+    @classmethod
+    def mixed_layouts(cls, path: Path, layouts: Iterable[str]) -> ConfigError:
+        return cls(
+            f"the migrations folder {path} mixes layouts: {', '.join(layouts)}",
+            "keep one tool's migrations in the folder, or name the layout with dbgate_layout",
         )
 
     @classmethod
@@ -128,6 +128,20 @@ class ConfigError(DbgateError):
         return cls(
             f"{path}:{line}: unknown or malformed dbgate directive {text!r}",
             f"use one of: {', '.join(known)}",
+        )
+
+    @classmethod
+    def unknown_rule(cls, path: Path, line: int, rule: str, known: Iterable[str]) -> ConfigError:
+        return cls(
+            f"{path}:{line}: `-- dbgate: ignore {rule}` names no lint rule",
+            f"use one of: {', '.join(known)}",
+        )
+
+    @classmethod
+    def ignore_without_reason(cls, path: Path, line: int, rule: str) -> ConfigError:
+        return cls(
+            f"{path}:{line}: `-- dbgate: ignore {rule}` gives no reason",
+            f"say why it is safe here: `-- dbgate: ignore {rule} <reason>` (the report shows it)",
         )
 
     @classmethod

@@ -54,6 +54,7 @@ class Gate(Run):
     """One staging gate run against one source and one staging server."""
 
     mode = "staging"
+    lints = True
 
     def __init__(
         self,
@@ -284,7 +285,7 @@ def open_gate(config: GateConfig, progress: Progress, results: Results) -> Gate:
 
     Raises a :class:`DbgateError` for bad input, before anything is started or touched.
     """
-    migrations = discover(config.migrations)
+    migrations = discover(config.migrations, config.layout)
     hold_backs(migrations, config.holdbacks)  # an unknown name is bad input: say so now
     if config.source_url is not None:
         source = Endpoint.from_url(config.source_url, config.source_url_setting)

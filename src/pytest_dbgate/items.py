@@ -111,6 +111,14 @@ def build_items(
     stages: dict[str, StageNode] = {}
     items: list[pytest.Item] = []
     for criterion in checklist:
+        if criterion.per_file:
+            # A check of one file is named after it (``migrations/<file>::lint``), like a test
+            # module's test, so editors and CI link it to the file.
+            item = CriterionItem.from_parent(
+                session, name=criterion.name, nodeid=criterion.name, criterion=criterion, gate=gate
+            )
+            items.append(item)
+            continue
         stage = stages.get(criterion.stage)
         if stage is None:
             stage = StageNode.from_parent(

@@ -20,10 +20,10 @@ from pglast.parser import ParseError
 
 from pytest_dbgate.config import parse_period
 from pytest_dbgate.exceptions import ConfigError
+from pytest_dbgate.layouts import Source, find
 
-FLAT_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>[^/]+)\.sql$")
 DIRECTIVE = re.compile(r"^\s*--\s*dbgate:\s*(?P<body>.*?)\s*$", re.MULTILINE)
-KNOWN_DIRECTIVES = ("no-transaction", "hold-back <N>d|h|w")
+KNOWN_DIRECTIVES = ("no-transaction", "hold-back <N>d|h|w", "ignore <lint rule> <reason>")
 
 
 @dataclass(frozen=True)
@@ -83,39 +83,22 @@ class Migration:
         return tuple(s.extension for s in self.statements if s.extension)
 
 
-def discover(folder: Path) -> list[Migration]:
+def discover(folder: Path, layout: str = "auto") -> list[Migration]:
     """Every migration in ``folder``, in version order, parsed; ``ConfigError`` on bad input."""
-    if not folder.is_dir():
-        raise ConfigError.migrations_missing(folder)
-    found: dict[str, Path] = {}
-    for path in sorted(folder.glob("*.sql")):
-        match = FLAT_NAME.match(path.name)
-        if match is None:
-            raise ConfigError.not_a_migration(path)
-        version = match.group("version")
-        if version in found:
-            raise ConfigError.duplicate_version(version, (found[version], path))
-        found[version] = path
-    if not found:
-        raise ConfigError.migrations_empty(folder)
-    ordered = sorted(found.items(), key=lambda item: int(item[0]))
-    return [
-        parse_migration(path, version, FLAT_NAME.match(path.name).group("name"))  # type: ignore[union-attr]
-        for version, path in ordered
-    ]
+    _, sources = find(folder, layout)
+    return [parse_migration(source) for source in sources]
 
 
-def parse_migration(path: Path, version: str, name: str) -> Migration:
-    raw = path.read_bytes()
-    text = raw.decode("utf-8")
-    no_transaction, hold_back = _directives(path, text)
+def parse_migration(source: Source) -> Migration:
+    raw = source.path.read_bytes()
+    no_transaction, hold_back = _directives(source.path, source.text)
     return Migration(
-        version=version,
-        name=name,
-        path=path,
+        version=source.version,
+        name=source.name,
+        path=source.path,
         checksum=hashlib.sha256(raw).hexdigest(),
-        statements=tuple(split_statements(path, text)),
-        no_transaction=no_transaction,
+        statements=tuple(split_statements(source.path, source.text)),
+        no_transaction=no_transaction or source.no_transaction,
         hold_back=hold_back,
     )
 
@@ -281,6 +264,8 @@ def _directives(path: Path, text: str) -> tuple[bool, timedelta | None]:
         if body == "no-transaction":
             no_transaction = True
             continue
+        if body.startswith("ignore"):
+            continue  # a lint rule's exception: checked by the linter, which knows the rules
         if body.startswith("hold-back "):
             hold_back = parse_period(body.removeprefix("hold-back "))
             if hold_back is not None:

@@ -19,6 +19,7 @@ MARKER = "dbgate_phase"
 STAGE_ORDER = (
     "refresh",
     "connect",
+    "lint",
     "before",
     "migrate",
     "schema",

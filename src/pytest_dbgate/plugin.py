@@ -58,9 +58,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
             gate = open_deployment(gate_config, _progress(config), results)
         else:
-            from pytest_dbgate.exceptions import ConfigError
+            from pytest_dbgate.migrations import discover
+            from pytest_dbgate.steps import LintRun
 
-            raise ConfigError.mode_unavailable(gate_config.mode)
+            migrations = discover(gate_config.migrations, gate_config.layout)
+            gate = LintRun(gate_config, migrations, _progress(config), results)
     except DbgateError as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[GATE_KEY] = gate
@@ -161,8 +163,8 @@ class GateHooks:
 
         generated = build_items(session, self.gate, self._checklist())
         self.results.generated = len(generated)
-        if self.gate.mode == "production":
-            # The deploy job deploys: the project's tests ran on staging, not against production.
+        if self.gate.mode in ("production", "lint"):
+            # A deploy deploys and a lint lints: the project's tests run in the staging gate.
             if items:
                 self.config.hook.pytest_deselected(items=list(items))
             items[:] = arrange([], generated)
@@ -178,6 +180,10 @@ class GateHooks:
         from pytest_dbgate.deploy import Deployment
         from pytest_dbgate.gate import Gate
 
+        if self.gate.mode == "lint":
+            from pytest_dbgate.criteria import lint_checklist
+
+            return lint_checklist(self.gate)
         if isinstance(self.gate, Deployment):
             from pytest_dbgate.production import production_checklist
 
@@ -201,6 +207,11 @@ class GateHooks:
 
     def pytest_report_header(self) -> list[str]:
         cfg = self.gate.config
+        if self.gate.mode == "lint":
+            return [
+                f"dbgate: lint of {len(self.gate.migrations)} migration(s) in "
+                f"{self._shown(cfg.migrations)} (no database)"
+            ]
         if self.gate.mode == "production":
             return [
                 f"dbgate: production deploy of {len(self.gate.migrations)} migration(s) in "

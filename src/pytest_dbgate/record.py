@@ -19,6 +19,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from pytest_dbgate.exceptions import Figure, RecordError
+from pytest_dbgate.layouts import version_key
 from pytest_dbgate.migrations import Migration
 
 FORMAT = 1
@@ -107,7 +108,7 @@ class GateRecord:
         recorded = {m.version: m for m in self.migrations}
         files = {m.version: m for m in migrations}
         lines: list[str] = []
-        for version in sorted(set(recorded) | set(files), key=int):
+        for version in sorted(set(recorded) | set(files), key=version_key):
             was, now = recorded.get(version), files.get(version)
             if was is None and now is not None:
                 lines.append(f"added after the staging pass: {rel[version]} (not in the record)")

@@ -20,6 +20,7 @@ from pytest_dbgate import __version__
 from pytest_dbgate.exceptions import Figure
 
 ROOT = "dbgate"
+LINT_SUFFIX = "::lint"
 PHASES = ("before", "after")
 PROJECT_TESTS = "project tests"
 _XDIST_GROUP = re.compile(r"@[\w-]+$")
@@ -39,7 +40,7 @@ class ItemResult:
     @property
     def phased(self) -> bool:
         """A project test run in a phase, not one of the gate's criteria."""
-        return not self.nodeid.startswith(f"{ROOT}::")
+        return not is_criterion(self.nodeid)
 
     @property
     def verdict(self) -> str:
@@ -52,12 +53,19 @@ class ItemResult:
         return str(self.figures.get("summary", ""))
 
 
+def is_criterion(nodeid: str) -> bool:
+    """One of the gate's generated items (``dbgate::…``, or a file's ``…::lint``)."""
+    return nodeid.startswith(f"{ROOT}::") or nodeid.endswith(LINT_SUFFIX)
+
+
 def classify(nodeid: str, properties: list[tuple[str, object]]) -> tuple[str, str] | None:
     """(stage, name) of a gate item or a phased test; ``None`` for the project's other tests."""
     nodeid = _XDIST_GROUP.sub("", nodeid)
     if nodeid.startswith(f"{ROOT}::"):
         _, stage, name = nodeid.split("::", 2)
         return stage, name
+    if nodeid.endswith(LINT_SUFFIX):
+        return "lint", nodeid
     phase = next((str(v) for k, v in properties if k == "dbgate_phase"), None)
     if phase is None:
         ids = _PARAM_IDS.search(nodeid)

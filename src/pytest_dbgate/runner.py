@@ -25,6 +25,7 @@ from typing import Protocol
 import psycopg
 from psycopg import pq, sql
 
+from pytest_dbgate.layouts import version_key
 from pytest_dbgate.migrations import Migration, Statement
 
 Conn = psycopg.Connection[tuple[object, ...]]
@@ -311,7 +312,7 @@ class Runner:
             earlier = [
                 applied_at
                 for version, (_, ok, applied_at) in self.recorded().items()
-                if ok and _version_key(version) < _version_key(migration.version)
+                if ok and version_key(version) < version_key(migration.version)
             ]
             if not earlier:
                 return None  # nothing before it: no release to wait behind
@@ -462,10 +463,6 @@ def _failure(exc: psycopg.Error, statement: Statement | None, committed: int) ->
     if statement is not None and position and position.isdigit():
         line = statement.line_of(int(position))
     return Failure(f"ERROR: {message}", diag.sqlstate, statement, line, committed)
-
-
-def _version_key(version: str) -> tuple[int, str]:
-    return (int(version), version) if version.isdigit() else (0, version)
 
 
 def _split_qualified(name: str) -> list[str]:

@@ -19,6 +19,7 @@ import psycopg
 from pytest_dbgate.config import GateConfig
 from pytest_dbgate.connections import Endpoint
 from pytest_dbgate.exceptions import CriterionFailed, DbgateError, Figure
+from pytest_dbgate.lint import Finding, lint
 from pytest_dbgate.migrations import Migration
 from pytest_dbgate.provisioning import ServerIdentity
 
@@ -72,6 +73,7 @@ class Run:
     """One run of the plugin in a mode: its configuration, migrations and memoised steps."""
 
     mode = ""
+    lints = False  # whether the run checks the migrations against the lint rules
 
     def __init__(
         self,
@@ -88,6 +90,8 @@ class Run:
         self.selected: set[Reporter] = set()
         self._stack = ExitStack()
         self._memo: dict[str, object] = {}
+        # The lint's findings, read when the run opens: a bad ignore directive is bad input.
+        self.findings: dict[str, list[Finding]] = lint(migrations) if self.lints else {}
 
     def close(self) -> None:
         self._stack.close()
@@ -152,3 +156,13 @@ class Run:
     def target_connection(self, purpose: str = "check") -> Conn:
         """A session on the database the migrations were applied to, closed with the run."""
         raise NotImplementedError
+
+
+class LintRun(Run):
+    """``--dbgate=lint``: the static rules only, no database."""
+
+    mode = "lint"
+    lints = True
+
+    def steps(self) -> dict[str, Callable[[], object]]:
+        return {}
