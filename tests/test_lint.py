@@ -35,6 +35,12 @@ CASES = [
         "ALTER TABLE t ADD CONSTRAINT c CHECK (a > 0) NOT VALID;",
     ),
     (
+        "constraint-left-not-valid",
+        "ALTER TABLE t ADD CONSTRAINT f FOREIGN KEY (p) REFERENCES parent (id) NOT VALID;",
+        "ALTER TABLE t ADD CONSTRAINT f FOREIGN KEY (p) REFERENCES parent (id) NOT VALID;\n"
+        "ALTER TABLE t VALIDATE CONSTRAINT f;",
+    ),
+    (
         "unique-constraint-directly",
         "ALTER TABLE t ADD CONSTRAINT u UNIQUE (a);",
         "ALTER TABLE t ADD CONSTRAINT u UNIQUE USING INDEX t_a_key;",
@@ -281,3 +287,18 @@ def test_staging_reports_findings_on_small_tables_and_fails_on_big_ones(
     assert "[index-not-concurrent]" in text
     lint_only = deploy_project.run(mode="lint")
     lint_only.assert_outcomes(failed=2)
+
+
+@pytest.mark.parametrize(
+    ("example", "rule"),
+    [
+        ("index_without_concurrently", "index-not-concurrent"),
+        ("volatile_default", "volatile-default"),
+        ("fk_revalidated", "constraint-not-valid"),
+        ("renamed_column", "rename"),
+        ("unvalidated_fk", "constraint-left-not-valid"),
+    ],
+)
+def test_the_unsafe_examples_fail_with_their_rule(example: str, rule: str) -> None:
+    found = lint(discover(REPO / "examples" / example))
+    assert rule in {f.rule.id for fs in found.values() for f in fs if f.fails}

@@ -66,6 +66,13 @@ RULES: dict[str, Rule] = {
             "migration (SHARE UPDATE EXCLUSIVE: reads and writes go on)",
         ),
         Rule(
+            "constraint-left-not-valid",
+            "a constraint added NOT VALID and never validated in the release",
+            "existing rows were never checked against it, and the gate's own criterion "
+            "(every constraint validated) fails on the migrated database",
+            "ALTER TABLE … VALIDATE CONSTRAINT … in a later migration of the same release",
+        ),
+        Rule(
             "unique-constraint-directly",
             "a UNIQUE or PRIMARY KEY constraint added directly to an existing table",
             "it builds its index under ACCESS EXCLUSIVE: reads and writes wait for the whole build",
@@ -229,6 +236,8 @@ class _Release:
 
     created: set[str] = field(default_factory=set)
     not_null_checks: set[tuple[str, str]] = field(default_factory=set)
+    # Constraints added NOT VALID: (table, name) → where, until a VALIDATE names them.
+    not_valid: dict[tuple[str, str], tuple[Migration, Statement]] = field(default_factory=dict)
 
     def existing(self, table: str | None) -> bool:
         return table is not None and _bare(table) not in self.created
@@ -266,7 +275,7 @@ def lint(migrations: Sequence[Migration]) -> dict[str, list[Finding]]:
                         held_back=rule_id == "drop" and migration.hold_back is not None,
                     )
                 )
-            _remember(node, release)
+            _remember(node, release, migration, statement)
         if depth > 0:
             findings.append(
                 Finding(
@@ -278,6 +287,20 @@ def lint(migrations: Sequence[Migration]) -> dict[str, list[Finding]]:
                 )
             )
         found[migration.id] = findings
+    for (table, name), (migration, statement) in release.not_valid.items():
+        found[migration.id].append(
+            Finding(
+                RULES["constraint-left-not-valid"],
+                migration,
+                statement,
+                f"{table}.{name} is added NOT VALID and no later migration validates it",
+                table,
+                _ignores(migration).get(
+                    ("constraint-left-not-valid", statement.line),
+                    _ignores(migration).get(("constraint-left-not-valid", 0)),
+                ),
+            )
+        )
     return found
 
 
@@ -567,13 +590,29 @@ def _idempotent(node: ast.Node) -> Iterator[Check]:
         yield "not-idempotent", None, "DROP without IF EXISTS"
 
 
-def _remember(node: ast.Node, release: _Release) -> None:
+def _remember(
+    node: ast.Node, release: _Release, migration: Migration, statement: Statement
+) -> None:
+    if isinstance(node, ast.AlterTableStmt):
+        table = _bare(_table(node.relation) or "")
+        for cmd in node.cmds or ():
+            if not isinstance(cmd, ast.AlterTableCmd):
+                continue
+            definition = cmd.def_
+            if (
+                cmd.subtype == AlterTableType.AT_AddConstraint
+                and isinstance(definition, ast.Constraint)
+                and definition.skip_validation
+                and definition.conname
+            ):
+                release.not_valid[(table, definition.conname)] = (migration, statement)
+            elif cmd.subtype == AlterTableType.AT_ValidateConstraint and cmd.name:
+                release.not_valid.pop((table, cmd.name), None)
     relation = None
     if isinstance(node, ast.CreateStmt):
         relation = node.relation
     elif isinstance(node, ast.CreateTableAsStmt) and node.into is not None:
         relation = node.into.rel
-    if relation is not None:
-        table = _table(relation)
-        if table:
-            release.created.add(_bare(table))
+    created = _table(relation)
+    if created:
+        release.created.add(_bare(created))
