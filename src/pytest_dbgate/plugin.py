@@ -93,17 +93,12 @@ def _interrupt_on_sigterm(config: pytest.Config) -> None:
 
 
 def _one_worker(config: pytest.Config) -> None:
-    """Under pytest-xdist the gate runs on one worker: its items form one ``xdist_group``."""
+    """Under pytest-xdist the gate runs on one worker (see :meth:`GateHooks.
+    pytest_xdist_make_scheduler`); distributions that would split it are refused."""
     if hasattr(config, "workerinput"):
-        # Workers parse the command line afresh; the controller runs loadgroup (below), so
-        # have xdist's worker label the gate's group for it.
-        config.option.loadgroup = True
         return
     dist = config.getoption("dist", None)
-    if dist in (None, "no", "loadgroup"):
-        return
-    if dist == "load":  # plain -n: the same, except that the gate's items stay together
-        config.option.dist = "loadgroup"
+    if dist in (None, "no", "load", "loadgroup"):
         return
     raise pytest.UsageError(
         f"--dbgate cannot run with pytest-xdist's --dist={dist}: the gate's stages must run in "
@@ -159,7 +154,7 @@ class GateHooks:
         """Add the gate's items and put everything in runbook order, before selection (-k, -m,
         --lf) sees the list, so a selection keeps that order."""
         from pytest_dbgate.items import build_items
-        from pytest_dbgate.phases import arrange, phase_of
+        from pytest_dbgate.phases import arrange
 
         generated = build_items(session, self.gate, self._checklist())
         self.results.generated = len(generated)
@@ -170,11 +165,25 @@ class GateHooks:
             items[:] = arrange([], generated)
         else:
             items[:] = arrange(items, generated)
-        if hasattr(self.config, "workerinput"):
-            group = pytest.mark.xdist_group(XDIST_GROUP)
-            for item in items:
-                if item in generated or phase_of(item) is not None:
-                    item.add_marker(group)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: object) -> object:
+        """Send the gate's items and the phased tests, in order, to one worker; spread the rest.
+
+        xdist's own ``xdist_group`` works by renaming node ids, which pytest 9.2 no longer
+        allows; a scheduler that groups by node id works with every pytest.
+        """
+        if config.getoption("dist", None) not in ("load", "loadgroup"):
+            return None
+        from xdist.scheduler import LoadScopeScheduling
+
+        from pytest_dbgate.report import belongs_to_gate
+
+        class GateScheduling(LoadScopeScheduling):  # type: ignore[misc]
+            def _split_scope(self, nodeid: str) -> str:
+                return XDIST_GROUP if belongs_to_gate(nodeid) else nodeid
+
+        return GateScheduling(config, log)
 
     def _checklist(self) -> list[Criterion[Any]]:
         from pytest_dbgate.deploy import Deployment

@@ -58,6 +58,11 @@ def is_criterion(nodeid: str) -> bool:
     return nodeid.startswith(f"{ROOT}::") or nodeid.endswith(LINT_SUFFIX)
 
 
+def belongs_to_gate(nodeid: str) -> bool:
+    """A generated item or a phased test: what must run in order, on one worker."""
+    return classify(nodeid, []) is not None
+
+
 def classify(nodeid: str, properties: list[tuple[str, object]]) -> tuple[str, str] | None:
     """(stage, name) of a gate item or a phased test; ``None`` for the project's other tests."""
     nodeid = _XDIST_GROUP.sub("", nodeid)
