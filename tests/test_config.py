@@ -99,6 +99,12 @@ def test_url_settings_repr_hides_passwords(
         ("dbgate_seed = seed.sql", ("--dbgate-holdbacks=1_a",), "invalid value '1_a'"),
         ("dbgate_seed = seed.sql", ("--dbgate-holdbacks=9=7d",), "names '9', which is not a"),
         ("dbgate_seed = seed.sql", ("--dbgate-lock-retries=many",), "--dbgate-lock-retries"),
+        (
+            "dbgate_seed = seed.sql\ndbgate_clone_command = ./clone\n"
+            "dbgate_staging_url = postgresql://app@staging/db",
+            (),
+            "both a clone command and a staging URL are set",
+        ),
     ],
 )
 def test_bad_settings_are_usage_errors(
@@ -156,3 +162,17 @@ def test_periods(text: str, period: timedelta) -> None:
 @pytest.mark.parametrize("text", ["", "d", "7", "7m", "-1d", "1.5d", "seven days"])
 def test_not_periods(text: str) -> None:
     assert parse_period(text) is None
+
+
+def test_snapshot_settings(configured: pytest.Pytester) -> None:
+    configured.makeini(
+        "[pytest]\ndbgate_seed = seed.sql\ndbgate_refresh = true\n"
+        "dbgate_snapshot_max_age = 12h\ndbgate_clone_command = ./clone --json\n"
+    )
+    cfg = gate_config(configured)
+    assert cfg.refresh is True
+    assert cfg.snapshot_max_age == timedelta(hours=12)
+    assert cfg.clone_command == "./clone --json" and not cfg.embedded_staging
+    configured.makeini("[pytest]\ndbgate_seed = seed.sql\n")
+    assert gate_config(configured).refresh is False
+    assert gate_config(configured, "--dbgate-refresh").refresh is True

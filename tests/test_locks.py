@@ -161,7 +161,8 @@ def test_a_staging_role_without_superuser_is_enough(
     locks_project: Project, staging_server: Endpoint, locks_db: Endpoint
 ) -> None:
     with connection(staging_server, "staging", "test") as conn:
-        conn.execute("DROP DATABASE IF EXISTS dbgate_locks WITH (FORCE)")
+        for database in ("dbgate_locks", "dbgate_locks_snapshot"):  # made by superuser runs
+            conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
         conn.execute("DROP ROLE IF EXISTS gate_runner")
         conn.execute(
             "CREATE ROLE gate_runner LOGIN CREATEDB PASSWORD 'runner-pw' IN ROLE pg_monitor"
@@ -175,7 +176,8 @@ def test_a_staging_role_without_superuser_is_enough(
         assert "runner-pw" not in result.stdout.str()
     finally:
         with connection(staging_server, "staging", "test") as conn:
-            conn.execute("DROP DATABASE IF EXISTS dbgate_locks WITH (FORCE)")
+            for database in ("dbgate_locks", "dbgate_locks_snapshot"):
+                conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
             conn.execute("DROP ROLE IF EXISTS gate_runner")
 
 

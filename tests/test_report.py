@@ -30,7 +30,7 @@ def test_terminal_table_and_markdown_report(
         [
             "*= dbgate: staging gate PASSED: 41 passed =*",
             "stage * criterion * verdict * key figure",
-            "refresh * snapshot_restored * passed * * rows in 5 tables; dump *s, restore *s",
+            "refresh * snapshot_restored * passed * * rows in 5 tables; *",
             "before * project tests * passed * 1 passed",
             "migrate * applied[[]20250115150200_backfill_recipes_category_id[]] * passed * "
             "applied in *s, statement by statement",

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pytest_dbgate.binaries import PgBinaries
-from pytest_dbgate.connections import Endpoint, connect
+from pytest_dbgate.connections import Endpoint, connect, connection
 from pytest_dbgate.exceptions import RefreshError
 from pytest_dbgate.snapshot import refresh
 
-from .conftest import fresh_database
+from .conftest import PROJECTS, STAGING_PASSWORD, Project, fresh_database, url
 
 SOURCE_SQL = """
 CREATE SCHEMA "Sales Data";
@@ -69,3 +72,90 @@ def test_a_restore_that_loses_data_is_reported(
     message = str(raised.value)
     assert message.startswith(f"pg_restore into {scratch_db.display()} failed:")
     assert "tenant_rows" in message and "violates check constraint" in message
+
+
+def test_a_second_run_clones_the_cached_snapshot(remote_demo: Project) -> None:
+    first = remote_demo.run("-k", "snapshot_restored", "--dbgate-refresh")
+    first.assert_outcomes(passed=1, deselected=first.parseoutcomes()["deselected"])
+    first.stdout.fnmatch_lines(["*taking a new snapshot (--dbgate-refresh)*", "*dumping*"])
+    second = remote_demo.run("-k", "snapshot_restored", "-rA")
+    second.assert_outcomes(passed=1, deselected=second.parseoutcomes()["deselected"])
+    second.stdout.fnmatch_lines(
+        ["*reusing the cached snapshot dbgate_prod_snapshot taken *: cloning it, no dump*"]
+    )
+    assert "dumping" not in second.stdout.str()
+    results = json.loads((remote_demo.path / ".dbgate" / "staging-results.json").read_text())
+    (item,) = results["items"]
+    assert item["figures"]["reused_snapshot"] is True
+    assert item["figures"]["rows_staging"] == item["figures"]["rows_source"] > 0
+
+
+def test_a_schema_change_on_the_source_takes_a_new_snapshot(
+    project: Project, deploy_db: Endpoint, staging_server: Endpoint
+) -> None:
+    project.migrations(PROJECTS / "deploy" / "release").ini(dbgate_max_regression="off")
+    project.against(deploy_db, staging_server)
+    assert project.run("-k", "snapshot_restored").ret == 0
+    with connection(deploy_db, "test", "test") as conn:
+        conn.execute("ALTER TABLE reports ADD COLUMN owner text")
+    again = project.run("-k", "snapshot_restored")
+    again.stdout.fnmatch_lines(
+        ["*taking a new snapshot (the source's schema changed since the cached snapshot*"]
+    )
+    old = project.run("-k", "snapshot_restored", "--dbgate-snapshot-max-age=0h")
+    old.stdout.fnmatch_lines(["*taking a new snapshot (the cached snapshot is older than*"])
+
+
+@pytest.fixture
+def clone_project(project: Project, deploy_db: Endpoint, staging_server: Endpoint) -> Project:
+    """The deploy project with the stand-in clone service in tests/projects/clone."""
+    for script in ("clone.py", "cleanup.py"):
+        shutil.copy(PROJECTS / "clone" / script, project.path / script)
+    project.migrations(PROJECTS / "deploy" / "release").ini(
+        dbgate_max_regression="off",
+        dbgate_clone_command=f"{sys.executable} clone.py",
+        dbgate_clone_cleanup_command=f"{sys.executable} cleanup.py",
+    )
+    project.monkeypatch.setenv("PROD_DATABASE_URL", url(deploy_db))
+    project.monkeypatch.setenv("CLONE_SERVER_URL", url(staging_server))
+    return project
+
+
+def _clones(server: Endpoint) -> list[str]:
+    with connection(server, "test", "test") as conn:
+        rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'clone\\_%'")
+        return [str(r[0]) for r in rows.fetchall()]
+
+
+def test_a_clone_command_provides_staging_and_is_cleaned_up(
+    clone_project: Project, staging_server: Endpoint
+) -> None:
+    before = _clones(staging_server)
+    result = clone_project.run("-rA", "--junitxml=gate.xml")
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(
+        [
+            "*provisioning the staging database: `*clone.py`*",
+            "*staging is the clone postgres@127.0.0.1:*/clone_*",
+        ]
+    )
+    assert "dumping" not in result.stdout.str()
+    assert "[dbgate] removing the clone: `" in result.stdout.str()
+    results = json.loads((clone_project.path / ".dbgate" / "staging-results.json").read_text())
+    snapshot = next(i for i in results["items"] if i["name"] == "snapshot_restored")
+    assert "provisioned by" in snapshot["figures"]["summary"]
+    assert _clones(staging_server) == before, "the cleanup command removed the clone"
+    everything = result.stdout.str() + (clone_project.path / "gate.xml").read_text()
+    assert STAGING_PASSWORD not in everything
+
+
+def test_a_clone_command_without_a_url_says_what_to_print(clone_project: Project) -> None:
+    clone_project.ini(dbgate_clone_command=f"{sys.executable} -c \"print('cloning...')\"")
+    result = clone_project.run("-rA")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(
+        [
+            "*the clone command `* -c *` did not print a database URL as its last line*",
+            "*cloning...*",
+        ]
+    )

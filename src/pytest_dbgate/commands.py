@@ -39,10 +39,13 @@ class CommandResult:
         )
 
 
-def run_command(command: str, database: Endpoint, cwd: Path) -> CommandResult:
-    """Run ``command`` with ``DATABASE_URL`` set to ``database``; a failure is a result."""
+def run_command(
+    command: str, database: Endpoint, cwd: Path, variable: str = "DATABASE_URL"
+) -> CommandResult:
+    """Run ``command`` with ``DATABASE_URL`` (or ``variable``) set to ``database``; a failure
+    is a result."""
     env = database.subprocess_env()
-    env["DATABASE_URL"] = database.url()
+    env[variable] = database.url()
     started = time.monotonic()
     try:
         proc = subprocess.run(

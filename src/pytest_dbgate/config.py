@@ -42,6 +42,7 @@ DEFAULT_LOCK_RETRIES = 5
 DEFAULT_LOCK_RETRY_WAIT_S = 1.0
 SIGNING_KEY_ENV = "DBGATE_SIGNING_KEY"
 DEFAULT_LINT_SMALL_TABLE_ROWS = 10_000
+DEFAULT_SNAPSHOT_MAX_AGE = "1d"
 LAYOUTS = ("auto", "flat", "prisma", "flyway", "golang-migrate", "dbmate")
 
 
@@ -51,7 +52,7 @@ class Setting:
 
     name: str
     help: str
-    ini_type: Literal["string", "paths", "args"] = "string"
+    ini_type: Literal["string", "paths", "args", "bool"] = "string"
     metavar: str = "VALUE"
     cli_append: bool = False
 
@@ -228,6 +229,28 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="LIST",
     ),
     Setting(
+        "clone_command",
+        "command that provisions the staging database (a thin-clone or branching service) and "
+        "prints its URL as its last line; the gate then skips dump and restore",
+        metavar="COMMAND",
+    ),
+    Setting(
+        "clone_cleanup_command",
+        "command run at the end of the run to remove that clone (its URL in DATABASE_URL)",
+        metavar="COMMAND",
+    ),
+    Setting(
+        "snapshot_max_age",
+        f"oldest cached snapshot a run reuses instead of dumping the source, as <N>h, <N>d or "
+        f"<N>w (default: {DEFAULT_SNAPSHOT_MAX_AGE})",
+        metavar="PERIOD",
+    ),
+    Setting(
+        "refresh",
+        "dump and restore the source even when a cached snapshot could be reused",
+        ini_type="bool",
+    ),
+    Setting(
         "pool_size",
         f"connections the application's pool opens; pool headroom must leave room for it plus "
         f"the migration and the monitor (default: {DEFAULT_POOL_SIZE})",
@@ -251,14 +274,24 @@ def add_options(parser: pytest.Parser) -> None:
         "production (deploy what staging passed), lint (static checks, no database)",
     )
     for setting in SETTINGS:
-        group.addoption(
-            setting.flag,
-            dest=setting.dest,
-            action="append" if setting.cli_append else "store",
-            default=None,
-            metavar=setting.metavar,
-            help=setting.help,
-        )
+        if setting.ini_type == "bool":  # a switch: given or not, no value
+            group.addoption(
+                setting.flag,
+                dest=setting.dest,
+                action="store_const",
+                const=True,
+                default=None,
+                help=setting.help,
+            )
+        else:
+            group.addoption(
+                setting.flag,
+                dest=setting.dest,
+                action="append" if setting.cli_append else "store",
+                default=None,
+                metavar=setting.metavar,
+                help=setting.help,
+            )
         parser.addini(setting.ini, setting.help, type=setting.ini_type)
 
 
@@ -300,6 +333,10 @@ class GateConfig:
     holdbacks: tuple[tuple[str, timedelta], ...] = ()
     signing_key: str | None = field(default=None, repr=False)
     layout: str = "auto"
+    snapshot_max_age: timedelta = timedelta(days=1)
+    clone_command: str | None = None
+    clone_cleanup_command: str | None = None
+    refresh: bool = False
     lint_small_table_rows: int = DEFAULT_LINT_SMALL_TABLE_ROWS
 
     @property
@@ -313,7 +350,7 @@ class GateConfig:
 
     @property
     def embedded_staging(self) -> bool:
-        return self.staging_url is None
+        return self.staging_url is None and self.clone_command is None
 
 
 def read_config(config: pytest.Config) -> GateConfig | None:
@@ -359,6 +396,10 @@ def read_config(config: pytest.Config) -> GateConfig | None:
         holdbacks=reader.holdbacks(),
         signing_key=os.environ.get(SIGNING_KEY_ENV) or None,
         layout=reader.choice("layout", LAYOUTS, "auto"),
+        snapshot_max_age=reader.period("snapshot_max_age", DEFAULT_SNAPSHOT_MAX_AGE),
+        refresh=reader.switch("refresh"),
+        clone_command=reader.text("clone_command"),
+        clone_cleanup_command=reader.text("clone_cleanup_command"),
         lint_small_table_rows=reader.non_negative_int(
             "lint_small_table_rows", DEFAULT_LINT_SMALL_TABLE_ROWS
         ),
@@ -443,6 +484,12 @@ class _Reader:
             return None
         assert isinstance(ini, list)
         return [n for item in ini for n in (p.strip() for p in str(item).split(",")) if n]
+
+    def switch(self, name: str) -> bool:
+        cli = self._cli(name)
+        if cli is not None:
+            return bool(cli)
+        return bool(self._config.getini(SETTING[name].ini))
 
     def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
         raw = self.text(name)

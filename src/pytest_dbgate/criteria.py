@@ -112,9 +112,18 @@ class SnapshotRestored(Criterion[Gate]):
 
     def check(self, gate: Gate) -> Figures:
         snap = gate.snapshot()
+        if snap.cloned_by is not None:
+            made = f"provisioned by `{snap.cloned_by}` (counts as of its copy)"
+        elif snap.reused and snap.taken_at is not None:
+            made = (
+                f"cloned the cached snapshot ({format_period(now_utc() - snap.taken_at)} old) "
+                f"in {snap.restore_seconds:.1f}s"
+            )
+        else:
+            made = f"dump {snap.dump_seconds:.1f}s, restore {snap.restore_seconds:.1f}s"
         figures: Figures = {
-            "summary": f"{snap.staging_rows:,} rows in {len(snap.tables)} tables; dump "
-            f"{snap.dump_seconds:.1f}s, restore {snap.restore_seconds:.1f}s",
+            "summary": f"{snap.staging_rows:,} rows in {len(snap.tables)} tables; {made}",
+            "reused_snapshot": snap.reused,
             "staging_database": snap.staging.display(),
             "tables": len(snap.tables),
             "rows_source": snap.source_rows,

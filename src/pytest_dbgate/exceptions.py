@@ -63,6 +63,14 @@ class ConfigError(DbgateError):
         )
 
     @classmethod
+    def clone_and_staging(cls) -> ConfigError:
+        return cls(
+            "both a clone command and a staging URL are set: the clone command provisions the "
+            "staging database itself",
+            "unset STAGING_DATABASE_URL / dbgate_staging_url, or drop dbgate_clone_command",
+        )
+
+    @classmethod
     def no_source(cls) -> ConfigError:
         return cls(
             "there is no source database to gate against: no source URL and no seed for an "
@@ -217,6 +225,15 @@ class ProvisioningError(DbgateError):
             f"the embedded {role} server did not start: {reason}{log}",
             "check that the PostgreSQL server package (and postgresql-contrib, for "
             "pg_stat_statements) is installed and that /tmp is writable",
+        )
+
+    @classmethod
+    def clone_failed(cls, command: str, why: str, output: str) -> ProvisioningError:
+        shown = f"\n  its output:\n{_indent(output)}" if output.strip() else ""
+        return cls(
+            f"the clone command `{command}` {why}{shown}",
+            "make it print the new database's URL (postgresql://user@host:port/db) as its last "
+            "line and exit 0; the password may come from the environment",
         )
 
     @classmethod

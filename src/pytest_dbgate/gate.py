@@ -6,17 +6,27 @@ See :mod:`pytest_dbgate.steps` for how steps, their owners and their failures wo
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import tempfile
+import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pytest_dbgate import __version__
 from pytest_dbgate.binaries import PgBinaries, client_for, find_binaries
+from pytest_dbgate.cache import Cached, Key, cache_name, find, seal, usable, why_not
 from pytest_dbgate.commands import CommandResult, run_command
 from pytest_dbgate.config import GateConfig
-from pytest_dbgate.connections import Endpoint, connect
-from pytest_dbgate.exceptions import ConfigError, DbgateError, PerformanceError, SafetyError
+from pytest_dbgate.connections import Endpoint, connect, connection
+from pytest_dbgate.exceptions import (
+    ConfigError,
+    DbgateError,
+    PerformanceError,
+    ProvisioningError,
+    SafetyError,
+)
 from pytest_dbgate.locks import LockReport, relations_in_sql, watching
 from pytest_dbgate.migrations import Migration, discover, extensions_in, hold_backs
 from pytest_dbgate.performance import Performance
@@ -31,8 +41,9 @@ from pytest_dbgate.provisioning import (
     server_identity,
     take_gate_lock,
 )
+from pytest_dbgate.record import format_period
 from pytest_dbgate.runner import Runner, StatementLog
-from pytest_dbgate.snapshot import Snapshot, refresh
+from pytest_dbgate.snapshot import Snapshot, TableCount, count_rows, refresh
 from pytest_dbgate.stats import Capture, Comparison
 from pytest_dbgate.steps import Conn, Database, Progress, Run, StepFailed, migration_step
 from pytest_dbgate.workload import parse_workload
@@ -162,7 +173,10 @@ class Gate(Run):
     def _open_staging_server(self) -> Database:
         cfg = self.config
         source = self.source()
-        if cfg.staging_url is None:
+        if cfg.clone_command is not None:
+            endpoint = self._clone()
+            embedded = False
+        elif cfg.staging_url is None:
             self.progress("starting the embedded staging server")
             endpoint = self._stack.enter_context(embedded_server("staging", self.binaries))
             embedded = True
@@ -178,27 +192,138 @@ class Gate(Run):
         take_gate_lock(conn, dbname, endpoint.display())
         return Database(endpoint, conn, identity, embedded)
 
+    def _clone(self) -> Endpoint:
+        """Have the clone command provision the staging database; clean it up at the end."""
+        cfg = self.config
+        command = cfg.clone_command
+        assert command is not None
+        self.progress(f"provisioning the staging database: `{command}`")
+        source = self.source().endpoint
+        result = run_command(command, source, cfg.rootdir, variable="PROD_DATABASE_URL")
+        lines = [line.strip() for line in result.output.splitlines() if line.strip()]
+        if not result.ok:
+            raise ProvisioningError.clone_failed(
+                command, f"exited with status {result.returncode}", result.output
+            )
+        if not lines:
+            raise ProvisioningError.clone_failed(command, "printed nothing", result.output)
+        try:
+            endpoint = Endpoint.from_url(lines[-1], "the clone command's output")
+        except DbgateError:
+            raise ProvisioningError.clone_failed(
+                command, "did not print a database URL as its last line", result.output
+            ) from None
+        cleanup = cfg.clone_cleanup_command
+        if cleanup is not None:
+            self._stack.callback(self._clean_up_clone, cleanup, endpoint)
+        self.progress(f"staging is the clone {endpoint.display()}")
+        return endpoint
+
+    def _clean_up_clone(self, command: str, clone: Endpoint) -> None:
+        self.progress(f"removing the clone: `{command}`")
+        result = run_command(command, clone, self.config.rootdir)
+        if not result.ok:
+            warnings.warn(
+                DbgateCleanupWarning(result.failure("the clone cleanup command")), stacklevel=1
+            )
+
     def _refresh(self) -> Snapshot:
+        """Clone the cached snapshot when it still stands for the source; else dump, restore
+        into a new cached snapshot, and clone that. With a clone command, the clone is it."""
         source = self.source()
         staging = self.staging_server()
-        client = client_for(source.identity.major, self.binaries)
+        cfg = self.config
+        if cfg.clone_command is not None:
+            return self._cloned(cfg.clone_command)
         dbname = gate_database_name(source.endpoint.dbname)
+        cache = cache_name(dbname)
+        where = staging.endpoint.display()
         row = source.conn.execute(
             "SELECT pg_encoding_to_char(encoding) FROM pg_database"
             " WHERE datname = current_database()"
         ).fetchone()
         encoding = str(row[0]) if row else "UTF8"
-        create_gate_database(staging.conn, dbname, staging.endpoint.display(), encoding)
+        if not usable(staging.conn, cache):
+            self.progress(f"{cache} belongs to another role: restoring without the snapshot cache")
+            create_gate_database(staging.conn, dbname, where, encoding)
+            return self._restore(dbname)
+        key = Key.of(source.conn, source.identity.system_identifier, source.endpoint.dbname)
+        cached = find(staging.conn, cache)
+        reason = "--dbgate-refresh" if cfg.refresh else why_not(cached, key, cfg.snapshot_max_age)
+        if reason is None and cached is not None:
+            return self._clone_cached(cached, cache, dbname, encoding)
+        self.progress(f"taking a new snapshot ({reason})")
+        create_gate_database(
+            staging.conn, cache, where, encoding, comment="cached snapshot, being restored"
+        )
+        fresh = self._restore(cache)
+        counts = {(t.schema, t.table): t.source_rows for t in fresh.tables}
+        assert fresh.taken_at is not None
+        seal(staging.conn, cache, Cached(key, fresh.taken_at, counts, fresh.dump_bytes))
+        started = time.monotonic()
+        create_gate_database(staging.conn, dbname, where, encoding, template=cache)
+        clone_seconds = time.monotonic() - started
+        self.progress(
+            f"kept the snapshot as {cache}; cloned it into {dbname} in {clone_seconds:.1f}s"
+        )
+        return dataclasses.replace(fresh, staging=staging.endpoint.with_dbname(dbname))
+
+    def _cloned(self, command: str) -> Snapshot:
+        """The clone service's copy, with its row counts beside the source's (for the report:
+        the service copied production at its own moment)."""
+        source, staging = self.source(), self.staging_server()
+        source_counts = count_rows(source.conn)
+        cloned = count_rows(staging.conn)
+        tables = tuple(
+            TableCount(schema, table, rows, cloned.get((schema, table), -1))
+            for (schema, table), rows in source_counts.items()
+        )
+        return Snapshot(staging.endpoint, tables, 0, 0.0, 0.0, (), cloned_by=command)
+
+    def _restore(self, dbname: str) -> Snapshot:
+        """Dump the source and restore it into ``dbname`` (created, empty) on staging."""
+        source = self.source()
         workdir = Path(
             self._stack.enter_context(tempfile.TemporaryDirectory(prefix="dbgate-dump-"))
         )
         return refresh(
             source.conn,
             source.endpoint,
-            staging.endpoint.with_dbname(dbname),
-            client,
+            self.staging_server().endpoint.with_dbname(dbname),
+            client_for(source.identity.major, self.binaries),
             workdir,
             self.progress,
+        )
+
+    def _clone_cached(self, cached: Cached, cache: str, dbname: str, encoding: str) -> Snapshot:
+        staging = self.staging_server()
+        taken = cached.taken_at.strftime("%Y-%m-%d %H:%M %Z")
+        self.progress(
+            f"reusing the cached snapshot {cache} taken {taken} ({format_period(cached.age())} "
+            "old): cloning it, no dump and no restore (--dbgate-refresh takes a new one)"
+        )
+        started = time.monotonic()
+        create_gate_database(
+            staging.conn, dbname, staging.endpoint.display(), encoding, template=cache
+        )
+        clone_seconds = time.monotonic() - started
+        endpoint = staging.endpoint.with_dbname(dbname)
+        with connection(endpoint, "staging", "the staging database") as conn:
+            restored = count_rows(conn)
+        tables = tuple(
+            TableCount(schema, table, rows, restored.get((schema, table), -1))
+            for (schema, table), rows in cached.counts.items()
+        )
+        self.progress(f"cloned in {clone_seconds:.1f}s")
+        return Snapshot(
+            endpoint,
+            tables,
+            cached.dump_bytes,
+            0.0,
+            clone_seconds,
+            (),
+            reused=True,
+            taken_at=cached.taken_at,
         )
 
     def _finish_migrating(self) -> CommandResult | None:
@@ -280,6 +405,10 @@ class Gate(Run):
         return reads
 
 
+class DbgateCleanupWarning(UserWarning):
+    """Something the run could not clean up after itself."""
+
+
 def open_gate(config: GateConfig, progress: Progress, results: Results) -> Gate:
     """Check everything that can be checked without a database, then make the gate.
 
@@ -295,6 +424,8 @@ def open_gate(config: GateConfig, progress: Progress, results: Results) -> Gate:
         for path in config.seed:
             if not path.exists():
                 raise ConfigError.seed_missing(path)
+    if config.clone_command is not None and config.staging_url is not None:
+        raise ConfigError.clone_and_staging()
     if config.staging_url is not None:
         staging = Endpoint.from_url(config.staging_url, config.staging_url_setting)
         if config.source_url is not None and staging == source:

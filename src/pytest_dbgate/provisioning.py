@@ -262,33 +262,54 @@ def gate_database_name(source_dbname: str) -> str:
     return ("dbgate_" + source_dbname)[:63]
 
 
-def create_gate_database(
-    conn: psycopg.Connection[tuple[object, ...]],
-    dbname: str,
-    where: str,
-    encoding: str,
+def drop_gate_database(
+    conn: psycopg.Connection[tuple[object, ...]], dbname: str, where: str
 ) -> None:
-    """(Re)create the gate's own staging database; refuse to touch one the gate did not make."""
+    """Drop a database the gate made; refuse to touch one it did not make."""
     row = conn.execute(
         "SELECT coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database"
         " WHERE datname = %s",
         (dbname,),
     ).fetchone()
-    if row is not None:
-        if not str(row[0]).startswith(MARKER):
-            raise SafetyError.database_not_ours(dbname, where)
-        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(dbname)))
-    try:
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING {}").format(
-                sql.Identifier(dbname), sql.Literal(encoding)
-            )
+    if row is None:
+        return
+    if not str(row[0]).startswith(MARKER):
+        raise SafetyError.database_not_ours(dbname, where)
+    conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(dbname)))
+
+
+def create_gate_database(
+    conn: psycopg.Connection[tuple[object, ...]],
+    dbname: str,
+    where: str,
+    encoding: str,
+    template: str | None = None,
+    comment: str = "disposable staging copy",
+) -> None:
+    """(Re)create the gate's own staging database, empty or as a copy of ``template``."""
+    drop_gate_database(conn, dbname, where)
+    if template is None:
+        create = sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING {}").format(
+            sql.Identifier(dbname), sql.Literal(encoding)
         )
-    except psycopg.errors.InsufficientPrivilege as exc:
-        raise SafetyError.cannot_create_database(where, _first_line(exc)) from None
+    else:
+        create = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.Identifier(dbname), sql.Identifier(template)
+        )
+    for attempt in range(50):
+        try:
+            conn.execute(create)
+            break
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise SafetyError.cannot_create_database(where, _first_line(exc)) from None
+        except psycopg.errors.ObjectInUse:
+            # A template must have no sessions; an autovacuum worker may be passing through.
+            if attempt == 49:
+                raise
+            time.sleep(0.1)
     conn.execute(
         sql.SQL("COMMENT ON DATABASE {} IS {}").format(
-            sql.Identifier(dbname), sql.Literal(f"{MARKER}: disposable staging copy")
+            sql.Identifier(dbname), sql.Literal(f"{MARKER}: {comment}")
         )
     )
     # Every session there, autovacuum's included, analyses with the stable sample.

@@ -12,6 +12,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import psycopg
@@ -65,9 +66,16 @@ class Snapshot:
     dump_seconds: float
     restore_seconds: float
     restore_warnings: tuple[str, ...]
+    reused: bool = False  # cloned from the cached snapshot, no dump or restore
+    taken_at: datetime | None = None
+    # A clone service copies production at its own moment: its row counts are shown, and only
+    # a missing table is a mismatch.
+    cloned_by: str | None = None
 
     @property
     def mismatched(self) -> tuple[TableCount, ...]:
+        if self.cloned_by is not None:
+            return tuple(t for t in self.tables if t.staging_rows < 0)
         return tuple(t for t in self.tables if t.source_rows != t.staging_rows)
 
     @property
@@ -108,6 +116,7 @@ def refresh(
         source_conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         row = source_conn.execute("SELECT pg_export_snapshot()").fetchone()
         snapshot_id = str(row[0]) if row else ""
+        taken_at = datetime.now(timezone.utc)
         progress(f"dumping {source.display()} (pg_dump {client.major}, custom format)")
         started = time.monotonic()
         _run(
@@ -155,7 +164,9 @@ def refresh(
         for (schema, table), rows in source_counts.items()
     )
     warnings = tuple(line for line in stderr.splitlines() if "error:" in line)
-    return Snapshot(staging, tables, dump_bytes, dump_seconds, restore_seconds, warnings)
+    return Snapshot(
+        staging, tables, dump_bytes, dump_seconds, restore_seconds, warnings, taken_at=taken_at
+    )
 
 
 def _run(
