@@ -159,3 +159,22 @@ def test_a_clone_command_without_a_url_says_what_to_print(clone_project: Project
             "*cloning...*",
         ]
     )
+
+
+def test_long_dumps_and_restores_report_progress(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, staging_server: Endpoint
+) -> None:
+    from pytest_dbgate import snapshot
+
+    monkeypatch.setattr(snapshot, "PROGRESS_EVERY_S", 0.1)
+    output = tmp_path / "out.dump"
+    output.write_bytes(b"x" * 2048)
+    script = (
+        "echo 'pg_dump: dumping contents of table public.a' >&2; sleep 0.5; "
+        "echo 'pg_dump: dumping contents of table public.b' >&2; sleep 0.5"
+    )
+    said: list[str] = []
+    ticker = snapshot.Ticker(said.append, "dumping", "tables dumped", snapshot.DUMPED, output)
+    snapshot._run(["sh", "-c", script], staging_server, RefreshError.dump_failed, ticker=ticker)
+    assert "dumping: 1 tables dumped, 2.0 kB written" in said
+    assert said[-1] == "dumping: 2 tables dumped, 2.0 kB written"

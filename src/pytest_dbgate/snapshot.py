@@ -8,12 +8,15 @@ source's row counts" is an exact check even while production keeps writing.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import IO
 
 import psycopg
 from psycopg import sql
@@ -123,6 +126,7 @@ def refresh(
             [
                 client.path("pg_dump"),
                 "--format=custom",
+                "--verbose",
                 "--no-password",
                 f"--snapshot={snapshot_id}",
                 f"--file={dump_file}",
@@ -130,6 +134,7 @@ def refresh(
             ],
             source,
             RefreshError.dump_failed,
+            ticker=Ticker(progress, "dumping", "tables dumped", DUMPED, dump_file),
         )
         dump_seconds = time.monotonic() - started
         source_counts = count_rows(source_conn)
@@ -142,6 +147,7 @@ def refresh(
     stderr = _run(
         [
             client.path("pg_restore"),
+            "--verbose",
             "--no-owner",
             "--no-privileges",
             "--no-password",
@@ -152,6 +158,7 @@ def refresh(
         staging,
         RefreshError.restore_failed,
         tolerate=BENIGN_RESTORE_ERRORS,
+        ticker=Ticker(progress, "restoring", "items restored", RESTORED),
     )
     restore_seconds = time.monotonic() - started
     dump_file.unlink(missing_ok=True)
@@ -169,17 +176,75 @@ def refresh(
     )
 
 
+# Verbose lines that mark one unit of work done: a table's data dumped, a TOC item restored.
+DUMPED = re.compile(r"dumping contents of table")
+RESTORED = re.compile(r"(processing item|finished item|processing data for table)")
+PROGRESS_EVERY_S = 5.0
+
+
+@dataclass
+class Ticker:
+    """Progress of a long pg_dump or pg_restore, from its --verbose lines and the file's size."""
+
+    progress: Progress
+    doing: str
+    unit: str
+    marks: re.Pattern[str]
+    output: Path | None = None
+    done: int = 0
+
+    def line(self, text: str) -> None:
+        if self.marks.search(text):
+            self.done += 1
+
+    def report(self) -> None:
+        written = ""
+        if self.output is not None and self.output.exists():
+            written = f", {_size(self.output.stat().st_size)} written"
+        self.progress(f"{self.doing}: {self.done} {self.unit}{written}")
+
+
 def _run(
     argv: list[str],
     endpoint: Endpoint,
     failure: Callable[[str, str], RefreshError],
     tolerate: tuple[str, ...] = (),
+    ticker: Ticker | None = None,
 ) -> str:
-    """Run a client program with the password in its environment; return its stderr."""
-    proc = subprocess.run(
-        argv, env=endpoint.subprocess_env(), capture_output=True, text=True, check=False
+    """Run a client program with the password in its environment; return its problems.
+
+    Its --verbose output is read as it comes, to report progress every few seconds; only the
+    lines that say something went wrong are kept, so a huge schema costs no memory here.
+    """
+    proc = subprocess.Popen(
+        argv,
+        env=endpoint.subprocess_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
     )
-    stderr = endpoint.redact(proc.stderr)
+    assert proc.stderr is not None
+    kept: list[str] = []
+
+    def read(stream: IO[str]) -> None:
+        for text in stream:
+            if ticker is not None:
+                ticker.line(text)
+            if "error" in text.lower() or "warning" in text.lower() or "fatal" in text.lower():
+                kept.append(text)
+
+    reader = threading.Thread(target=read, args=(proc.stderr,), daemon=True)
+    reader.start()
+    while True:
+        try:
+            proc.wait(timeout=PROGRESS_EVERY_S)
+            break
+        except subprocess.TimeoutExpired:
+            if ticker is not None:
+                ticker.report()
+    reader.join()
+    stderr = endpoint.redact("".join(kept))
     if proc.returncode != 0:
         errors = [
             line
