@@ -33,7 +33,7 @@ from pytest_dbgate.gate import (
 )
 from pytest_dbgate.lint import Finding
 from pytest_dbgate.locks import CONFLICTS, HeldLock, LockReport, sql_mode
-from pytest_dbgate.migrations import BATCHES, Migration, hold_backs
+from pytest_dbgate.migrations import BATCHES, Migration
 from pytest_dbgate.record import (
     GateRecord,
     RecordedMigration,
@@ -965,7 +965,7 @@ def _table_rows(gate: Run) -> dict[str, int] | None:
         snapshot = gate.snapshot()
     except StepFailed:
         return None
-    return {t.qualified.split(".")[-1].strip('"'): t.source_rows for t in snapshot.tables}
+    return {t.table: t.source_rows for t in snapshot.tables}
 
 
 def lint_checklist(run: Run) -> list[Criterion[Any]]:
@@ -1036,7 +1036,7 @@ def _shown(gate: Gate, path: Path) -> str:
 def build_record(gate: Gate) -> GateRecord:
     """What this passing run validated: files by checksum, the source, the figures."""
     outcomes = {o.migration.version: o for o in gate.outcomes()}
-    held = hold_backs(gate.migrations, gate.config.holdbacks)
+    held = gate.hold_backs
     source, staging = gate.source(), gate.staging_server()
     checks = tuple(
         {"id": r.nodeid, "outcome": r.outcome, "summary": str(r.figures.get("summary", ""))}

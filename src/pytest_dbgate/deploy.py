@@ -20,7 +20,7 @@ from pytest_dbgate.config import GateConfig
 from pytest_dbgate.connections import Endpoint, connect
 from pytest_dbgate.exceptions import ConfigError, Figure
 from pytest_dbgate.locks import blockers, statement_relations
-from pytest_dbgate.migrations import Migration, Statement, discover, hold_backs
+from pytest_dbgate.migrations import Migration, Statement, discover
 from pytest_dbgate.provisioning import server_identity, take_gate_lock
 from pytest_dbgate.record import GateRecord, load
 from pytest_dbgate.runner import (
@@ -72,7 +72,6 @@ class Deployment(Run):
     ) -> None:
         super().__init__(config, migrations, progress, results)
         self.target = target
-        self.hold_backs = hold_backs(migrations, config.holdbacks)
         self.preflights: list[Preflight] = []
 
     def steps(self) -> dict[str, Callable[[], object]]:
@@ -205,7 +204,6 @@ def sessions_in_the_way(run: Deployment, relations: Sequence[str]) -> list[str]:
 def open_deployment(config: GateConfig, progress: Progress, results: Results) -> Deployment:
     """Check what can be checked without a database, then make the deployment."""
     migrations = discover(config.migrations, config.layout)
-    hold_backs(migrations, config.holdbacks)  # an unknown name is bad input: say so now
     if config.production_url is None:
         raise ConfigError.no_production_target()
     target = Endpoint.from_url(config.production_url, config.production_url_setting)

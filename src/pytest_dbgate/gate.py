@@ -28,7 +28,7 @@ from pytest_dbgate.exceptions import (
     SafetyError,
 )
 from pytest_dbgate.locks import LockReport, relations_in_sql, watching
-from pytest_dbgate.migrations import Migration, discover, extensions_in, hold_backs
+from pytest_dbgate.migrations import Migration, discover, extensions_in
 from pytest_dbgate.performance import Performance
 from pytest_dbgate.provisioning import (
     EMBEDDED_SOURCE_DB,
@@ -415,7 +415,6 @@ def open_gate(config: GateConfig, progress: Progress, results: Results) -> Gate:
     Raises a :class:`DbgateError` for bad input, before anything is started or touched.
     """
     migrations = discover(config.migrations, config.layout)
-    hold_backs(migrations, config.holdbacks)  # an unknown name is bad input: say so now
     if config.source_url is not None:
         source = Endpoint.from_url(config.source_url, config.source_url_setting)
     else:

@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from pglast import ast, parse_sql
+from pglast import ast
 from pglast.enums import (
     AlterTableType,
     ConstrType,
@@ -24,7 +24,6 @@ from pglast.enums import (
     ObjectType,
     TransactionStmtKind,
 )
-from pglast.parser import ParseError
 
 from pytest_dbgate.exceptions import ConfigError
 from pytest_dbgate.migrations import Migration, Statement
@@ -247,14 +246,15 @@ def lint(migrations: Sequence[Migration]) -> dict[str, list[Finding]]:
     """Every finding, by migration id, in file order."""
     release = _Release()
     found: dict[str, list[Finding]] = {}
+    ignored: dict[str, dict[tuple[str, int], str]] = {}
     for migration in migrations:
-        ignores = _ignores(migration)
+        ignores = ignored[migration.id] = _ignores(migration)
         findings: list[Finding] = []
         lock_timeout = False
         depth = 0
         last = migration.statements[-1]
         for statement in migration.statements:
-            node = _node(statement)
+            node = statement.tree
             if node is None:
                 continue
             if isinstance(node, ast.VariableSetStmt) and node.name == "lock_timeout":
@@ -288,6 +288,7 @@ def lint(migrations: Sequence[Migration]) -> dict[str, list[Finding]]:
             )
         found[migration.id] = findings
     for (table, name), (migration, statement) in release.not_valid.items():
+        ignores = ignored[migration.id]
         found[migration.id].append(
             Finding(
                 RULES["constraint-left-not-valid"],
@@ -295,21 +296,13 @@ def lint(migrations: Sequence[Migration]) -> dict[str, list[Finding]]:
                 statement,
                 f"{table}.{name} is added NOT VALID and no later migration validates it",
                 table,
-                _ignores(migration).get(
+                ignores.get(
                     ("constraint-left-not-valid", statement.line),
-                    _ignores(migration).get(("constraint-left-not-valid", 0)),
+                    ignores.get(("constraint-left-not-valid", 0)),
                 ),
             )
         )
     return found
-
-
-def _node(statement: Statement) -> ast.Node | None:
-    try:
-        parsed = parse_sql(statement.text)
-    except ParseError:  # discovery already parsed the file; a DO body's SQL is not ours
-        return None
-    return parsed[0].stmt if parsed else None
 
 
 def _ignores(migration: Migration) -> dict[tuple[str, int], str]:

@@ -125,6 +125,10 @@ def touched_relations(migration: Migration) -> list[str]:
 def _relations_in(statement: Statement) -> list[str]:
     if statement.node == "DoStmt":
         return relations_in_sql(_plpgsql_queries(statement.text))
+    if statement.tree is not None:  # parsed at discovery: no need to parse again
+        visitor = _Relations()
+        visitor(statement.tree)
+        return visitor.names
     return relations_in_sql([statement.text])
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -37,6 +38,9 @@ class Statement:
     extension: str | None = None
     concurrent_index: str | None = None
     lock_fix: str | None = None
+    # PostgreSQL's parse tree of the statement, so the linter and the lock watch need not parse
+    # it again.
+    tree: ast.Node | None = field(default=None, compare=False, repr=False)
 
     def line_of(self, position: int) -> int:
         """File line of a 1-based character ``position`` inside this statement."""
@@ -103,23 +107,50 @@ def parse_migration(source: Source) -> Migration:
     )
 
 
-def split_statements(path: Path, text: str) -> list[Statement]:
-    """Statements as PostgreSQL's parser sees them (dollar quoting, comments and all)."""
+@dataclass(frozen=True)
+class Chunk:
+    """One statement of a SQL file as the parser cut it: tree, text, where it starts."""
+
+    node: ast.Node
+    body: str
+    line: int
+    start: int
+
+
+def chunks(
+    path: Path, text: str, malformed: Callable[[Path, int, str], ConfigError]
+) -> list[Chunk]:
+    """A SQL file's statements as PostgreSQL's parser sees them (dollar quoting, comments and
+    all); ``malformed`` makes the error for a file that does not parse, with its line."""
     try:
         raw_statements = parse_sql(text)
     except ParseError as exc:
         message, index = (*exc.args, 0)[:2]
         line = text.count("\n", 0, int(index)) + 1
-        raise ConfigError.malformed_migration(path, line, str(message)) from None
-    statements: list[Statement] = []
+        raise malformed(path, line, str(message)) from None
+    found: list[Chunk] = []
     for raw in raw_statements:
         start = raw.stmt_location or 0
         end = start + raw.stmt_len if raw.stmt_len else len(text)
-        body = text[start:end].strip().rstrip(";").strip()
-        leading = len(text[start:end]) - len(text[start:end].lstrip())
-        line = text.count("\n", 0, start + leading) + 1
-        node = raw.stmt
-        assert node is not None  # the parser gives every raw statement a node
+        piece = text[start:end]
+        leading = len(piece) - len(piece.lstrip())
+        assert raw.stmt is not None  # the parser gives every raw statement a node
+        found.append(
+            Chunk(
+                raw.stmt,
+                piece.strip().rstrip(";").strip(),
+                text.count("\n", 0, start + leading) + 1,
+                start,
+            )
+        )
+    return found
+
+
+def split_statements(path: Path, text: str) -> list[Statement]:
+    """A migration's statements, with what the runner and the lock watch need to know."""
+    statements: list[Statement] = []
+    for chunk in chunks(path, text, ConfigError.malformed_migration):
+        node, body, line = chunk.node, chunk.body, chunk.line
         statements.append(
             Statement(
                 text=body,
@@ -133,6 +164,7 @@ def split_statements(path: Path, text: str) -> list[Statement]:
                     else None
                 ),
                 lock_fix=lock_fix(node),
+                tree=node,
             )
         )
     if not statements:

@@ -20,7 +20,7 @@ from pytest_dbgate.config import GateConfig
 from pytest_dbgate.connections import Endpoint
 from pytest_dbgate.exceptions import CriterionFailed, DbgateError, Figure
 from pytest_dbgate.lint import Finding, lint
-from pytest_dbgate.migrations import Migration
+from pytest_dbgate.migrations import Migration, hold_backs
 from pytest_dbgate.provisioning import ServerIdentity
 
 if TYPE_CHECKING:
@@ -90,6 +90,8 @@ class Run:
         self.selected: set[Reporter] = set()
         self._stack = ExitStack()
         self._memo: dict[str, object] = {}
+        # Read when the run opens: an unknown name in dbgate_holdbacks is bad input.
+        self.hold_backs = hold_backs(migrations, config.holdbacks)
         # The lint's findings, read when the run opens: a bad ignore directive is bad input.
         self.findings: dict[str, list[Finding]] = lint(migrations) if self.lints else {}
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
-from pglast import ast, parse_sql
-from pglast.parser import ParseError
+from pglast import ast
 
 from pytest_dbgate.exceptions import ConfigError
+from pytest_dbgate.migrations import chunks
 
 NAME = re.compile(r"--\s*name:\s*(?P<name>[A-Za-z0-9_.-]+)\s*$")
 DATA_STATEMENTS = (ast.SelectStmt, ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt)
@@ -37,25 +37,16 @@ def parse_workload(path: Path) -> list[WorkloadQuery]:
     if not path.is_file():
         raise ConfigError.workload_missing(path)
     text = path.read_text()
-    try:
-        statements = parse_sql(text)
-    except ParseError as exc:
-        message, index = (*exc.args, 0)[:2]
-        line = text.count("\n", 0, int(index)) + 1
-        raise ConfigError.workload_malformed(path, line, str(message)) from None
     queries: list[WorkloadQuery] = []
-    for number, raw in enumerate(statements, start=1):
-        start = raw.stmt_location or 0
-        end = start + raw.stmt_len if raw.stmt_len else len(text)
-        chunk = text[start:end]
-        body = chunk.strip().rstrip(";").strip()
-        line = text.count("\n", 0, start + len(chunk) - len(chunk.lstrip())) + 1
-        if not isinstance(raw.stmt, DATA_STATEMENTS):
+    for number, chunk in enumerate(chunks(path, text, ConfigError.workload_malformed), start=1):
+        if not isinstance(chunk.node, DATA_STATEMENTS):
             raise ConfigError.workload_malformed(
-                path, line, f"only data queries belong in a workload, not {type(raw.stmt).__name__}"
+                path,
+                chunk.line,
+                f"only data queries belong in a workload, not {type(chunk.node).__name__}",
             )
-        label = _label(text, start) or str(number)
-        queries.append(WorkloadQuery(label, _strip_leading_comments(body), line))
+        label = _label(text, chunk.start) or str(number)
+        queries.append(WorkloadQuery(label, _strip_leading_comments(chunk.body), chunk.line))
     if not queries:
         raise ConfigError.workload_malformed(path, 1, "the file holds no query")
     labels = [q.label for q in queries]
