@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -178,3 +181,179 @@ def test_long_dumps_and_restores_report_progress(
     snapshot._run(["sh", "-c", script], staging_server, RefreshError.dump_failed, ticker=ticker)
     assert "dumping: 1 tables dumped, 2.0 kB written" in said
     assert said[-1] == "dumping: 2 tables dumped, 2.0 kB written"
+
+
+# -- a dump file the team already has (--dbgate-snapshot) ---------------------------------
+
+
+def _dump(database: Endpoint, binaries: PgBinaries, path: Path, kind: str) -> Path:
+    subprocess.run(
+        [
+            binaries.path("pg_dump"),
+            f"--format={kind}",
+            f"--file={path}",
+            f"--dbname={database.conninfo()}",
+        ],
+        check=True,
+    )
+    return path
+
+
+@pytest.fixture
+def owned_deploy_db(deploy_db: Endpoint) -> Endpoint:
+    """The deploy database with a table owned by a role staging does not have, as production's
+    tables are: a plain dump then says ALTER TABLE … OWNER TO a role staging lacks."""
+    with connection(deploy_db, "test", "test") as conn:
+        conn.execute(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'app_owner') "
+            "THEN CREATE ROLE app_owner; END IF; END $$"
+        )
+        conn.execute("ALTER TABLE reports OWNER TO app_owner")
+    return deploy_db
+
+
+def _items(project: Project) -> dict[str, dict[str, object]]:
+    results = json.loads((project.path / ".dbgate" / "staging-results.json").read_text())
+    return {str(i["name"]): i for i in results["items"]}
+
+
+def test_a_plain_dump_file_stands_in_for_the_source(
+    deploy_project: Project, owned_deploy_db: Endpoint, binaries: PgBinaries
+) -> None:
+    project = deploy_project
+    _dump(owned_deploy_db, binaries, project.path / "orders.sql", "plain")
+    project.monkeypatch.delenv("PROD_DATABASE_URL")  # no source database at all
+    first = project.run("--dbgate-snapshot=orders.sql", "-rA")
+    assert first.ret == 0, first.stdout.str()
+    first.stdout.fnmatch_lines(
+        [
+            "dbgate: source: none (data from the dump file orders.sql); staging: $STAGING_*",
+            "*taking a new snapshot (no cached snapshot yet)*",
+            "*restoring *orders.sql (plain, *) into *dbgate_orders_snapshot*",
+        ]
+    )
+    assert "dumping" not in first.stdout.str()
+    items = _items(project)
+    assert "source_reachable" not in items
+    dump_file = items["dump_file"]["figures"]
+    assert isinstance(dump_file, dict) and dump_file["format"] == "plain"
+    restored = items["snapshot_restored"]["figures"]
+    assert isinstance(restored, dict)
+    assert restored["summary"].startswith("22,002 rows in 3 tables; restored from orders.sql")
+    assert items["versions_match"]["outcome"] == "passed"
+    record = json.loads((project.path / ".dbgate" / "gate-record.json").read_text())
+    assert record["source"]["dump_file"].startswith("orders.sql (")
+    assert record["source"]["system_identifier"] is None
+
+    second = project.run("--dbgate-snapshot=orders.sql", "-k", "snapshot_restored", "-rA")
+    assert second.ret == 0, second.stdout.str()
+    second.stdout.fnmatch_lines(["*reusing the cached snapshot dbgate_orders_snapshot*"])
+    again = _items(project)["snapshot_restored"]["figures"]
+    assert isinstance(again, dict)
+    assert again["summary"].startswith("22,002 rows in 3 tables; cloned the cached snapshot of")
+
+
+def test_a_custom_dump_file_with_the_source_checked_too(
+    deploy_project: Project, deploy_db: Endpoint, binaries: PgBinaries
+) -> None:
+    project = deploy_project
+    _dump(deploy_db, binaries, project.path / "prod.dump", "custom")
+    result = project.run("--dbgate-snapshot=prod.dump", "--dbgate-refresh", "-rA")
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(["*restoring *prod.dump (custom, *)*"])
+    assert "dumping" not in result.stdout.str()
+    items = _items(project)
+    assert items["source_reachable"]["outcome"] == "passed"
+    restored = items["snapshot_restored"]["figures"]
+    assert isinstance(restored, dict) and restored["rows_staging"] == 22002
+    record = json.loads((project.path / ".dbgate" / "gate-record.json").read_text())
+    assert record["source"]["system_identifier"], "the source was checked, not only the file"
+
+
+def test_damaged_dump_files_are_clear_errors_and_never_cached(
+    deploy_project: Project, deploy_db: Endpoint, binaries: PgBinaries
+) -> None:
+    project = deploy_project
+    project.monkeypatch.delenv("PROD_DATABASE_URL")
+    plain = _dump(deploy_db, binaries, project.path / "prod.sql", "plain").read_bytes()
+    (project.path / "cut.sql").write_bytes(plain[: len(plain) // 2])
+    refused = project.run("--dbgate-snapshot=cut.sql")
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    refused.stderr.fnmatch_lines(["*the plain SQL dump *cut.sql is truncated*", "*what to do:*"])
+
+    # A custom archive cut in its data lists fine; its restore fails and is not kept.
+    whole = _dump(deploy_db, binaries, project.path / "whole.dump", "custom").read_bytes()
+    (project.path / "cut.dump").write_bytes(whole[: len(whole) * 3 // 4])
+    failed = project.run("--dbgate-snapshot=cut.dump", "-k", "snapshot_restored")
+    assert failed.ret == pytest.ExitCode.TESTS_FAILED
+    failed.stdout.fnmatch_lines(["*pg_restore into *dbgate_*_snapshot failed:*"])
+    assert "could not read from input file" in failed.stdout.str()
+    whole_run = project.run("--dbgate-snapshot=whole.dump", "-k", "snapshot_restored")
+    assert whole_run.ret == 0, whole_run.stdout.str()
+    whole_run.stdout.fnmatch_lines(["*taking a new snapshot (no cached snapshot yet)*"])
+
+
+# -- the embedded staging server kept between runs -----------------------------------------
+
+
+@pytest.fixture
+def kept_dir() -> Iterator[Path]:
+    """A folder the unprivileged server account can reach (pytest's own tmp is private)."""
+    folder = Path(tempfile.mkdtemp(prefix="dbgate-kept-"))
+    folder.chmod(0o755)
+    yield folder / "staging"
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_the_embedded_staging_server_keeps_its_snapshot_between_runs(
+    demo: Project, kept_dir: Path
+) -> None:
+    demo.ini(dbgate_max_regression="off", dbgate_staging_dir=str(kept_dir))
+    first = demo.run("-k", "snapshot_restored")
+    assert first.ret == 0, first.stdout.str()
+    first.stdout.fnmatch_lines(
+        [
+            f"*creating the embedded staging server kept in {kept_dir}*",
+            "*taking a new snapshot (no cached snapshot yet)*",
+        ]
+    )
+    assert not (kept_dir / "data" / "postmaster.pid").exists(), "stopped after the run"
+
+    second = demo.run("-k", "snapshot_restored", "-rA")
+    assert second.ret == 0, second.stdout.str()
+    second.stdout.fnmatch_lines(
+        [
+            f"*starting the embedded staging server kept in {kept_dir}*",
+            "*reusing the cached snapshot dbgate_prod_snapshot taken *no dump and no restore*",
+        ]
+    )
+    assert "dumping" not in second.stdout.str()
+
+    forced = demo.run("-k", "snapshot_restored", "--dbgate-refresh")
+    assert forced.ret == 0, forced.stdout.str()
+    forced.stdout.fnmatch_lines(["*taking a new snapshot (--dbgate-refresh)*", "*dumping *"])
+
+    # The embedded source is a new cluster every run: its seed is what the snapshot copies.
+    seed = demo.path / "prod" / "zz_more.sql"
+    seed.write_text("CREATE TABLE extra (id int); INSERT INTO extra VALUES (1);\n")
+    changed = demo.run("-k", "snapshot_restored")
+    assert changed.ret == 0, changed.stdout.str()
+    changed.stdout.fnmatch_lines(
+        ["*taking a new snapshot (the seed changed since the cached snapshot was taken)*"]
+    )
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root hands the server to another account")
+def test_a_staging_dir_the_server_account_cannot_reach_falls_back_to_a_throwaway_server(
+    demo: Project,
+) -> None:
+    # pytest's temporary folders are private to root: the postgres account cannot enter them.
+    demo.ini(dbgate_max_regression="off")
+    result = demo.run("-k", "snapshot_restored")
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(
+        [
+            "*starting a throwaway embedded staging server: the postgres account the server "
+            "runs as cannot enter /tmp/pytest-of-root*; the snapshot cache lasts this run only*"
+        ]
+    )

@@ -120,15 +120,20 @@ def usable(conn: Conn, name: str) -> bool:
     return row is None or bool(row[0])
 
 
-def why_not(cached: Cached | None, key: Key, max_age: timedelta) -> str | None:
+def why_not(cached: Cached | None, key: Key, max_age: timedelta | None) -> str | None:
     """Why ``cached`` cannot stand in for a fresh snapshot, or ``None`` when it can."""
     if cached is None:
         return "no cached snapshot yet"
     if (cached.key.system_identifier, cached.key.database) != (key.system_identifier, key.database):
+        was, now = str(cached.key.system_identifier), str(key.system_identifier)
+        if was.startswith("seed ") and now.startswith("seed "):
+            return "the seed changed since the cached snapshot was taken"
+        if now.startswith("dump file "):
+            return "the cached snapshot is of another dump file"
         return "the cached snapshot is of another source"
     if cached.key.schema != key.schema:
         return "the source's schema changed since the cached snapshot was taken"
-    if cached.age() > max_age:
+    if max_age is not None and cached.age() > max_age:
         return "the cached snapshot is older than dbgate_snapshot_max_age"
     return None
 

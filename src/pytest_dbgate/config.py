@@ -43,6 +43,7 @@ DEFAULT_LOCK_RETRY_WAIT_S = 1.0
 SIGNING_KEY_ENV = "DBGATE_SIGNING_KEY"
 DEFAULT_LINT_SMALL_TABLE_ROWS = 10_000
 DEFAULT_SNAPSHOT_MAX_AGE = "1d"
+DEFAULT_STAGING_DIR = "staging-server"
 LAYOUTS = ("auto", "flat", "prisma", "flyway", "golang-migrate", "dbmate")
 
 
@@ -240,6 +241,19 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="COMMAND",
     ),
     Setting(
+        "snapshot",
+        "a dump pg_dump wrote (plain SQL, gzipped or not; custom; directory; tar) restored "
+        "instead of dumping the source; the source, if set, is still checked",
+        metavar="PATH",
+    ),
+    Setting(
+        "staging_dir",
+        "folder where the embedded staging server keeps its cluster between runs, so its "
+        "cached snapshot serves the next run (default: <report dir>/staging-server; off: a "
+        "throwaway server per run)",
+        metavar="PATH",
+    ),
+    Setting(
         "snapshot_max_age",
         f"oldest cached snapshot a run reuses instead of dumping the source, as <N>h, <N>d or "
         f"<N>w (default: {DEFAULT_SNAPSHOT_MAX_AGE})",
@@ -337,6 +351,8 @@ class GateConfig:
     clone_command: str | None = None
     clone_cleanup_command: str | None = None
     refresh: bool = False
+    snapshot_file: Path | None = None
+    staging_dir: Path | None = None
     lint_small_table_rows: int = DEFAULT_LINT_SMALL_TABLE_ROWS
 
     @property
@@ -346,7 +362,13 @@ class GateConfig:
 
     @property
     def embedded_source(self) -> bool:
-        return self.source_url is None
+        """Whether the gate builds its own source from the seed (no URL and no dump file)."""
+        return self.source_url is None and self.snapshot_file is None
+
+    @property
+    def file_only(self) -> bool:
+        """A dump file stands in for the source: there is no source database to check."""
+        return self.source_url is None and self.snapshot_file is not None
 
     @property
     def embedded_staging(self) -> bool:
@@ -398,6 +420,8 @@ def read_config(config: pytest.Config) -> GateConfig | None:
         layout=reader.choice("layout", LAYOUTS, "auto"),
         snapshot_max_age=reader.period("snapshot_max_age", DEFAULT_SNAPSHOT_MAX_AGE),
         refresh=reader.switch("refresh"),
+        snapshot_file=reader.optional_path("snapshot"),
+        staging_dir=reader.path_or_off("staging_dir", report_dir / DEFAULT_STAGING_DIR),
         clone_command=reader.text("clone_command"),
         clone_cleanup_command=reader.text("clone_cleanup_command"),
         lint_small_table_rows=reader.non_negative_int(
@@ -440,6 +464,12 @@ class _Reader:
         if ini is not None:
             return (self._inidir / str(ini)).resolve()
         return None
+
+    def path_or_off(self, name: str, default: Path) -> Path | None:
+        if self.text(name) == "off":
+            return None
+        found = self.optional_path(name)
+        return found if found is not None else default
 
     def seed(self) -> tuple[Path, ...]:
         cli = self._cli("seed")

@@ -19,10 +19,12 @@ from psycopg import sql
 
 from pytest_dbgate import __version__
 from pytest_dbgate.commands import CommandResult, run_command
+from pytest_dbgate.dumpfile import DumpFile, size
 from pytest_dbgate.exceptions import CriterionFailed, Figure
 from pytest_dbgate.gate import (
     AFTER_CAPTURE,
     BASELINE,
+    DUMP_FILE,
     MIGRATED,
     PERFORMANCE,
     RUNNER,
@@ -107,6 +109,29 @@ class SourceReachable(Criterion[Gate]):
 
 
 @dataclass(frozen=True)
+class DumpFileRead(Criterion[Gate]):
+    """The dump given with --dbgate-snapshot: its format and header were checked when the run
+    started; this reads it whole once, for the checksum that keys the cached snapshot."""
+
+    stage: ClassVar[str] = "refresh"
+
+    def check(self, gate: Gate) -> Figures:
+        dump = gate.dump_file()
+        taken = dump.created_at.strftime("%Y-%m-%d %H:%M %Z")
+        version = f"PostgreSQL {dump.server_version}" if dump.server_version else "version unknown"
+        return {
+            "summary": f"{dump.path.name}: {dump.format}, {size(dump.size)}, dumped {taken} "
+            f"from {version}",
+            "dump_file": str(dump.path),
+            "format": dump.format,
+            "dump_bytes": dump.size,
+            "dumped_at": dump.created_at.isoformat(timespec="seconds"),
+            "server_version": dump.server_version or "unknown",
+            "checksum": dump.checksum or "",
+        }
+
+
+@dataclass(frozen=True)
 class SnapshotRestored(Criterion[Gate]):
     stage: ClassVar[str] = "refresh"
 
@@ -114,16 +139,24 @@ class SnapshotRestored(Criterion[Gate]):
         snap = gate.snapshot()
         if snap.cloned_by is not None:
             made = f"provisioned by `{snap.cloned_by}` (counts as of its copy)"
+        elif snap.reused and snap.from_file is not None:
+            made = (
+                f"cloned the cached snapshot of {Path(snap.from_file).name} "
+                f"in {snap.restore_seconds:.1f}s"
+            )
         elif snap.reused and snap.taken_at is not None:
             made = (
                 f"cloned the cached snapshot ({format_period(now_utc() - snap.taken_at)} old) "
                 f"in {snap.restore_seconds:.1f}s"
             )
+        elif snap.from_file is not None:
+            made = f"restored from {Path(snap.from_file).name} in {snap.restore_seconds:.1f}s"
         else:
             made = f"dump {snap.dump_seconds:.1f}s, restore {snap.restore_seconds:.1f}s"
         figures: Figures = {
             "summary": f"{snap.staging_rows:,} rows in {len(snap.tables)} tables; {made}",
             "reused_snapshot": snap.reused,
+            "from_file": snap.from_file or "",
             "staging_database": snap.staging.display(),
             "tables": len(snap.tables),
             "rows_source": snap.source_rows,
@@ -158,7 +191,18 @@ class VersionsMatch(Criterion[Gate]):
     stage: ClassVar[str] = "refresh"
 
     def check(self, gate: Gate) -> Figures:
-        source, staging = gate.source().identity, gate.staging_server().identity
+        staging = gate.staging_server().identity
+        if gate.config.file_only:
+            dumped = gate.dump_file().identity
+            if dumped is None:
+                return {
+                    "summary": f"dump file does not say its server's version; staging "
+                    f"{staging.version.split()[0]}",
+                    "staging_version": staging.version,
+                }
+            source = dumped
+        else:
+            source = gate.source().identity
         figures: Figures = {
             "summary": f"source {source.version.split()[0]}, staging {staging.version.split()[0]}",
             "source_version": source.version,
@@ -202,14 +246,17 @@ class ExtensionAvailable(Criterion[Gate]):
     extension: str = ""
 
     def check(self, gate: Gate) -> Figures:
-        source = gate.source()
         staging_conn = gate.staging_connection()
         figures: Figures = {}
         problems: list[str] = []
-        sides: Sequence[tuple[str, Conn, Database]] = (
-            ("source", source.conn, source),
-            ("staging", staging_conn, gate.staging_server()),
-        )
+        sides: list[tuple[str, Conn, Database]] = [("staging", staging_conn, gate.staging_server())]
+        file_only = gate.config.file_only
+        if file_only:
+            in_dump = self.extension in gate.dump_file().extensions
+            figures["source_installed"] = "in the dump" if in_dump else "no"
+        else:
+            source = gate.source()
+            sides.insert(0, ("source", source.conn, source))
         for side, conn, database in sides:
             installed, available, problem = extension_status(conn, self.extension, side, database)
             figures[f"{side}_installed"] = installed
@@ -222,7 +269,10 @@ class ExtensionAvailable(Criterion[Gate]):
             f"source {_installed(figures['source_installed'])}, "
             f"staging {_installed(figures['staging_installed'])}"
         )
-        if (
+        if file_only:
+            made = "the dump creates it" if in_dump else "the dump does not create it"
+            figures["summary"] = f"{made}; staging {_installed(figures['staging_installed'])}"
+        elif (
             figures["source_installed"] != "no"
             and figures["staging_installed"] != "no"
             and figures["source_installed"] != figures["staging_installed"]
@@ -1037,7 +1087,7 @@ def build_record(gate: Gate) -> GateRecord:
     """What this passing run validated: files by checksum, the source, the figures."""
     outcomes = {o.migration.version: o for o in gate.outcomes()}
     held = gate.hold_backs
-    source, staging = gate.source(), gate.staging_server()
+    staging = gate.staging_server()
     checks = tuple(
         {"id": r.nodeid, "outcome": r.outcome, "summary": str(r.figures.get("summary", ""))}
         for r in gate.results.items.values()
@@ -1060,7 +1110,9 @@ def build_record(gate: Gate) -> GateRecord:
     return GateRecord(
         created_at=now_utc().isoformat(timespec="seconds"),
         plugin_version=__version__,
-        source=_recorded_server(source),
+        source=_recorded_dump(gate.dump_file())
+        if gate.config.file_only
+        else _recorded_server(gate.source()),
         staging=_recorded_server(staging),
         migrations=tuple(
             RecordedMigration(
@@ -1075,6 +1127,20 @@ def build_record(gate: Gate) -> GateRecord:
         ),
         figures=figures,
         checks=checks,
+    )
+
+
+def _recorded_dump(dump: DumpFile) -> RecordedServer:
+    """A dump file stands for the source: its database name and version, no identifier."""
+    identity = dump.identity
+    return RecordedServer(
+        where=f"dump file {dump.path.name}",
+        database=dump.dbname,
+        server_version=identity.version if identity else "unknown",
+        version_num=identity.version_num if identity else 0,
+        system_identifier=None,
+        embedded=False,
+        dump_file=f"{dump.path.name} ({dump.checksum})",
     )
 
 
@@ -1097,13 +1163,22 @@ def staging_checklist(gate: Gate, extensions: Sequence[str]) -> list[Criterion[A
     migrations = gate.migrations
     where = gate.config.migrations
     pool_size = gate.config.pool_size
-    checklist: list[Criterion[Any]] = [
-        *lint_checklist(gate),
-        SourceReachable("source_reachable", where, owns=(SOURCE,)),
-        SnapshotRestored("snapshot_restored", where, (SOURCE, STAGING_SERVER), (SNAPSHOT,)),
-        VersionsMatch("versions_match", where, (SOURCE, STAGING_SERVER)),
+    file_only = gate.config.file_only
+    # What the source-side checks read: the source database, or only the dump file.
+    source = (DUMP_FILE,) if file_only else (SOURCE,)
+    restored_from = (gate.origin,) if file_only else (SOURCE, gate.origin)
+    checklist: list[Criterion[Any]] = [*lint_checklist(gate)]
+    if not file_only:
+        checklist.append(SourceReachable("source_reachable", where, owns=(SOURCE,)))
+    if gate.dump is not None:
+        checklist.append(DumpFileRead("dump_file", gate.dump.path, owns=(DUMP_FILE,)))
+    checklist += [
+        SnapshotRestored(
+            "snapshot_restored", where, (*dict.fromkeys(restored_from), STAGING_SERVER), (SNAPSHOT,)
+        ),
+        VersionsMatch("versions_match", where, (*source, STAGING_SERVER)),
         *(
-            ExtensionAvailable(f"extension[{name}]", where, (SOURCE, SNAPSHOT), extension=name)
+            ExtensionAvailable(f"extension[{name}]", where, (*source, SNAPSHOT), extension=name)
             for name in extensions
         ),
         StagingReachable("staging_reachable", where, (SNAPSHOT,), (STAGING_SERVER,)),
@@ -1164,5 +1239,5 @@ def staging_checklist(gate: Gate, extensions: Sequence[str]) -> list[Criterion[A
             for q in gate.performance.workload
         ]
         checklist.append(TestQueriesNotSlower("test_queries", where, perf_needs))
-    checklist.append(GateRecordWritten("gate_record", config.record, (SOURCE, STAGING_SERVER)))
+    checklist.append(GateRecordWritten("gate_record", config.record, (*source, STAGING_SERVER)))
     return checklist

@@ -71,6 +71,47 @@ class ConfigError(DbgateError):
         )
 
     @classmethod
+    def clone_and_snapshot(cls) -> ConfigError:
+        return cls(
+            "both a clone command and a dump file (--dbgate-snapshot) are set: the clone command "
+            "provisions the staging database itself, there is nothing to restore",
+            "drop --dbgate-snapshot / dbgate_snapshot, or dbgate_clone_command",
+        )
+
+    @classmethod
+    def snapshot_missing(cls, path: Path) -> ConfigError:
+        return cls(
+            f"the dump file {path} does not exist",
+            "point --dbgate-snapshot / dbgate_snapshot at a dump pg_dump wrote (plain SQL, "
+            "possibly gzipped; custom; directory; or tar format)",
+        )
+
+    @classmethod
+    def snapshot_unreadable(cls, path: Path, reason: str) -> ConfigError:
+        return cls(
+            f"the dump file {path} cannot be restored: {reason}",
+            "check that it is a whole file pg_dump wrote (a copy cut short or damaged on the way "
+            "reads like this); take it again or copy it again",
+        )
+
+    @classmethod
+    def snapshot_truncated(cls, path: Path) -> ConfigError:
+        return cls(
+            f"the plain SQL dump {path} is truncated: it does not end with pg_dump's "
+            "'-- PostgreSQL database dump complete' line, so tables, data or indexes are missing",
+            "take the dump again, or copy the whole file again (a full disk or an interrupted "
+            "transfer cuts dumps short)",
+        )
+
+    @classmethod
+    def snapshot_is_cluster_dump(cls, path: Path) -> ConfigError:
+        return cls(
+            f"{path} is a pg_dumpall dump of a whole cluster, not of one database",
+            "dump the production database alone with pg_dump (custom format, -Fc, restores in "
+            "parallel) and pass that file",
+        )
+
+    @classmethod
     def no_source(cls) -> ConfigError:
         return cls(
             "there is no source database to gate against: no source URL and no seed for an "
@@ -312,11 +353,19 @@ class RefreshError(DbgateError):
         )
 
     @classmethod
-    def restore_failed(cls, where: str, stderr: str) -> RefreshError:
+    def restore_failed(cls, where: str, stderr: str, program: str = "pg_restore") -> RefreshError:
         return cls(
-            f"pg_restore into {where} failed:\n{_indent(stderr)}",
+            f"{program} into {where} failed:\n{_indent(stderr)}",
             "make sure the staging server has the extensions and the PostgreSQL major version "
             "the source uses",
+        )
+
+    @classmethod
+    def dump_file_damaged(cls, where: str, reason: str) -> RefreshError:
+        return cls(
+            f"the dump file {where} is damaged or truncated: {reason}",
+            "take the dump again, or copy the whole file again; the half-restored copy is not "
+            "kept as a snapshot",
         )
 
 

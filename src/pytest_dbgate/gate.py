@@ -11,6 +11,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,7 @@ from pytest_dbgate.cache import Cached, Key, cache_name, find, seal, usable, why
 from pytest_dbgate.commands import CommandResult, run_command
 from pytest_dbgate.config import GateConfig
 from pytest_dbgate.connections import Endpoint, connect, connection
+from pytest_dbgate.dumpfile import DumpFile, checksum, inspect
 from pytest_dbgate.exceptions import (
     ConfigError,
     DbgateError,
@@ -37,13 +39,15 @@ from pytest_dbgate.provisioning import (
     embedded_server,
     gate_database_name,
     load_seed,
+    seed_digest,
     seed_files,
     server_identity,
+    staging_server,
     take_gate_lock,
 )
 from pytest_dbgate.record import format_period
 from pytest_dbgate.runner import Runner, StatementLog
-from pytest_dbgate.snapshot import Snapshot, TableCount, count_rows, refresh
+from pytest_dbgate.snapshot import Snapshot, TableCount, count_rows, refresh, restore_file
 from pytest_dbgate.stats import Capture, Comparison
 from pytest_dbgate.steps import Conn, Database, Progress, Run, StepFailed, migration_step
 from pytest_dbgate.workload import parse_workload
@@ -52,6 +56,7 @@ if TYPE_CHECKING:
     from pytest_dbgate.report import Results
 
 SOURCE = "source"
+DUMP_FILE = "dump_file"  # --dbgate-snapshot: read whole once, for the cache key
 STAGING_SERVER = "staging_server"
 SNAPSHOT = "snapshot"
 RUNNER = "runner"
@@ -59,6 +64,16 @@ MIGRATED = "migrated"  # every migration applied and the post-migrate command ru
 BASELINE = "baseline"
 AFTER_CAPTURE = "after_capture"
 PERFORMANCE = "performance"
+
+
+@dataclasses.dataclass(frozen=True)
+class Origin:
+    """What the staging copy is made from: its cache key, and how to make it afresh."""
+
+    key: Key
+    encoding: str
+    max_age: timedelta | None  # None: the copy cannot go stale (a given dump file)
+    take: Callable[[str], Snapshot]  # restore into this (created, empty) staging database
 
 
 class Gate(Run):
@@ -74,9 +89,11 @@ class Gate(Run):
         binaries: PgBinaries,
         progress: Progress,
         results: Results,
+        dump: DumpFile | None = None,
     ) -> None:
         super().__init__(config, migrations, progress, results)
         self.binaries = binaries
+        self.dump = dump
         self.workload = parse_workload(config.workload) if config.workload is not None else []
         self.lock_reports: dict[str, LockReport] = {}
         self.performance: Performance | None = None
@@ -87,6 +104,15 @@ class Gate(Run):
 
     def source(self) -> Database:
         return self._once(SOURCE, self._open_source)
+
+    def dump_file(self) -> DumpFile:
+        """The dump given with --dbgate-snapshot, with its checksum (every byte read once)."""
+        return self._once(DUMP_FILE, self._read_dump_file)
+
+    @property
+    def origin(self) -> str:
+        """The step the copy comes from: the dump file if one was given, else the source."""
+        return DUMP_FILE if self.dump is not None else SOURCE
 
     def staging_server(self) -> Database:
         return self._once(STAGING_SERVER, self._open_staging_server)
@@ -100,6 +126,7 @@ class Gate(Run):
     def steps(self) -> dict[str, Callable[[], object]]:
         return {
             SOURCE: self.source,
+            DUMP_FILE: self.dump_file,
             STAGING_SERVER: self.staging_server,
             SNAPSHOT: self.snapshot,
             RUNNER: self.runner,
@@ -156,8 +183,22 @@ class Gate(Run):
 
     # -- step bodies -------------------------------------------------------------------------
 
+    def _read_dump_file(self) -> DumpFile:
+        assert self.dump is not None
+        self.progress(f"reading {self.dump.display()} for its checksum")
+        return dataclasses.replace(self.dump, checksum=checksum(self.dump))
+
+    def source_dbname(self) -> str:
+        """The source database's name, which names the gate's staging database after it."""
+        if self.config.file_only:
+            assert self.dump is not None
+            return self.dump.dbname
+        return self.source().endpoint.dbname
+
     def _open_source(self) -> Database:
         cfg = self.config
+        if cfg.file_only:
+            raise StepFailed(SOURCE, "no source database: the copy comes from the dump file")
         if cfg.source_url is None:
             self.progress("starting the embedded source server and loading the seed")
             server = self._stack.enter_context(embedded_server("prod", self.binaries))
@@ -172,13 +213,14 @@ class Gate(Run):
 
     def _open_staging_server(self) -> Database:
         cfg = self.config
-        source = self.source()
+        source = None if cfg.file_only else self.source()
         if cfg.clone_command is not None:
             endpoint = self._clone()
             embedded = False
         elif cfg.staging_url is None:
-            self.progress("starting the embedded staging server")
-            endpoint = self._stack.enter_context(embedded_server("staging", self.binaries))
+            endpoint = self._stack.enter_context(
+                staging_server(self.binaries, cfg.staging_dir, self.progress)
+            )
             embedded = True
         else:
             endpoint = Endpoint.from_url(cfg.staging_url, cfg.staging_url_setting)
@@ -186,9 +228,9 @@ class Gate(Run):
         conn = connect(endpoint, "staging", cfg.staging_url_setting, purpose="control")
         self._stack.callback(conn.close)
         identity = server_identity(conn)
-        if identity.same_server(source.identity):
+        if source is not None and identity.same_server(source.identity):
             raise SafetyError.staging_is_production(endpoint.display())
-        dbname = gate_database_name(source.endpoint.dbname)
+        dbname = gate_database_name(self.source_dbname())
         take_gate_lock(conn, dbname, endpoint.display())
         return Database(endpoint, conn, identity, embedded)
 
@@ -228,45 +270,67 @@ class Gate(Run):
             )
 
     def _refresh(self) -> Snapshot:
-        """Clone the cached snapshot when it still stands for the source; else dump, restore
-        into a new cached snapshot, and clone that. With a clone command, the clone is it."""
-        source = self.source()
+        """Clone the cached snapshot when it still stands for the source (or the dump file);
+        else dump and restore (or restore the file) into a new cached snapshot, and clone that.
+        With a clone command, the clone is it."""
         staging = self.staging_server()
         cfg = self.config
         if cfg.clone_command is not None:
             return self._cloned(cfg.clone_command)
-        dbname = gate_database_name(source.endpoint.dbname)
+        origin = self._origin()
+        dbname = gate_database_name(self.source_dbname())
         cache = cache_name(dbname)
         where = staging.endpoint.display()
-        row = source.conn.execute(
-            "SELECT pg_encoding_to_char(encoding) FROM pg_database"
-            " WHERE datname = current_database()"
-        ).fetchone()
-        encoding = str(row[0]) if row else "UTF8"
         if not usable(staging.conn, cache):
             self.progress(f"{cache} belongs to another role: restoring without the snapshot cache")
-            create_gate_database(staging.conn, dbname, where, encoding)
-            return self._restore(dbname)
-        key = Key.of(source.conn, source.identity.system_identifier, source.endpoint.dbname)
+            create_gate_database(staging.conn, dbname, where, origin.encoding)
+            return origin.take(dbname)
         cached = find(staging.conn, cache)
-        reason = "--dbgate-refresh" if cfg.refresh else why_not(cached, key, cfg.snapshot_max_age)
+        reason = "--dbgate-refresh" if cfg.refresh else why_not(cached, origin.key, origin.max_age)
         if reason is None and cached is not None:
-            return self._clone_cached(cached, cache, dbname, encoding)
+            return self._clone_cached(cached, cache, dbname, origin.encoding)
         self.progress(f"taking a new snapshot ({reason})")
         create_gate_database(
-            staging.conn, cache, where, encoding, comment="cached snapshot, being restored"
+            staging.conn, cache, where, origin.encoding, comment="cached snapshot, being restored"
         )
-        fresh = self._restore(cache)
-        counts = {(t.schema, t.table): t.source_rows for t in fresh.tables}
+        fresh = origin.take(cache)
+        counts = {
+            (t.schema, t.table): t.source_rows if t.source_rows >= 0 else t.staging_rows
+            for t in fresh.tables
+        }
         assert fresh.taken_at is not None
-        seal(staging.conn, cache, Cached(key, fresh.taken_at, counts, fresh.dump_bytes))
+        seal(staging.conn, cache, Cached(origin.key, fresh.taken_at, counts, fresh.dump_bytes))
         started = time.monotonic()
-        create_gate_database(staging.conn, dbname, where, encoding, template=cache)
+        create_gate_database(staging.conn, dbname, where, origin.encoding, template=cache)
         clone_seconds = time.monotonic() - started
         self.progress(
             f"kept the snapshot as {cache}; cloned it into {dbname} in {clone_seconds:.1f}s"
         )
         return dataclasses.replace(fresh, staging=staging.endpoint.with_dbname(dbname))
+
+    def _origin(self) -> Origin:
+        """Where the copy comes from, and what identifies it in the cache."""
+        staging = self.staging_server().endpoint
+        if self.dump is not None:
+            dump = self.dump_file()
+            assert dump.checksum is not None
+
+            def restore(dbname: str) -> Snapshot:
+                return restore_file(dump, staging.with_dbname(dbname), self.binaries, self.progress)
+
+            # The same bytes restore to the same copy however old they are: no age limit.
+            return Origin(Key(f"dump file {dump.checksum}", dump.dbname, ""), "UTF8", None, restore)
+        source = self.source()
+        row = source.conn.execute(
+            "SELECT pg_encoding_to_char(encoding) FROM pg_database"
+            " WHERE datname = current_database()"
+        ).fetchone()
+        encoding = str(row[0]) if row else "UTF8"
+        system = source.identity.system_identifier
+        if source.embedded:  # a new cluster every run: the seed is what it is a copy of
+            system = "seed " + seed_digest(seed_files(self.config.seed))
+        key = Key.of(source.conn, system, source.endpoint.dbname)
+        return Origin(key, encoding, self.config.snapshot_max_age, self._restore)
 
     def _cloned(self, command: str) -> Snapshot:
         """The clone service's copy, with its row counts beside the source's (for the report:
@@ -310,8 +374,9 @@ class Gate(Run):
         endpoint = staging.endpoint.with_dbname(dbname)
         with connection(endpoint, "staging", "the staging database") as conn:
             restored = count_rows(conn)
+        from_file = str(self.dump.path) if self.dump is not None else None
         tables = tuple(
-            TableCount(schema, table, rows, restored.get((schema, table), -1))
+            TableCount(schema, table, -1 if from_file else rows, restored.get((schema, table), -1))
             for (schema, table), rows in cached.counts.items()
         )
         self.progress(f"cloned in {clone_seconds:.1f}s")
@@ -324,6 +389,7 @@ class Gate(Run):
             (),
             reused=True,
             taken_at=cached.taken_at,
+            from_file=from_file,
         )
 
     def _finish_migrating(self) -> CommandResult | None:
@@ -417,7 +483,7 @@ def open_gate(config: GateConfig, progress: Progress, results: Results) -> Gate:
     migrations = discover(config.migrations, config.layout)
     if config.source_url is not None:
         source = Endpoint.from_url(config.source_url, config.source_url_setting)
-    else:
+    elif config.snapshot_file is None:
         if not config.seed:
             raise ConfigError.no_source()
         for path in config.seed:
@@ -425,16 +491,21 @@ def open_gate(config: GateConfig, progress: Progress, results: Results) -> Gate:
                 raise ConfigError.seed_missing(path)
     if config.clone_command is not None and config.staging_url is not None:
         raise ConfigError.clone_and_staging()
+    if config.clone_command is not None and config.snapshot_file is not None:
+        raise ConfigError.clone_and_snapshot()
     if config.staging_url is not None:
         staging = Endpoint.from_url(config.staging_url, config.staging_url_setting)
         if config.source_url is not None and staging == source:
             raise ConfigError.staging_is_source()
-    programs: tuple[str, ...] = ("pg_dump", "pg_restore")
+    programs: tuple[str, ...] = ("pg_dump", "pg_restore", "psql")
     if config.embedded_source or config.embedded_staging:
         programs = ("pg_ctl", *programs)
         check_can_run_servers()
     binaries = find_binaries(config.pg_bindir, programs)
-    return Gate(config, migrations, binaries, progress, results)
+    dump = None
+    if config.snapshot_file is not None:
+        dump = inspect(config.snapshot_file, binaries)
+    return Gate(config, migrations, binaries, progress, results, dump)
 
 
 def required_extensions(gate: Gate) -> list[str]:
@@ -448,10 +519,12 @@ def required_extensions(gate: Gate) -> list[str]:
     if config.extensions is not None:
         return list(config.extensions)
     names: list[str] = [name for m in gate.migrations for name in m.extensions]
-    if config.source_url is None:
+    if gate.dump is not None:
+        names.extend(gate.dump.extensions)
+    if config.embedded_source:
         for path in seed_files(config.seed):
             names.extend(extensions_in(path.read_text()))
-    else:
+    elif config.source_url is not None:
         try:
             endpoint = Endpoint.from_url(config.source_url, config.source_url_setting)
             with connect(

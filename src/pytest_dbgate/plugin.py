@@ -233,8 +233,12 @@ class GateHooks:
         assert isinstance(self.gate, Gate)
         if cfg.embedded_source:
             source = "embedded server seeded from " + ", ".join(self._shown(p) for p in cfg.seed)
+        elif cfg.file_only:
+            source = "none"
         else:
             source = cfg.source_url_setting
+        if self.gate.dump is not None:
+            source += f" (data from the dump file {self._shown(self.gate.dump.path)})"
         staging = "embedded server" if cfg.embedded_staging else cfg.staging_url_setting
         return [
             f"dbgate: {cfg.mode} gate of {len(self.gate.migrations)} migration(s) in "

@@ -171,7 +171,13 @@ class RecordMatchesTarget(PreflightCheck):
                 ),
                 figures,
             )
-        if not (source.system_identifier and ours):
+        if source.dump_file is not None:
+            figures["summary"] = (
+                f"database {source.database}; staging restored the dump file "
+                f"{source.dump_file}, which carries no system identifier, so only the database "
+                "name was compared"
+            )
+        elif not (source.system_identifier and ours):
             figures["summary"] = (
                 f"database {source.database}; system identifier unreadable (needs pg_monitor or "
                 "superuser), so only the database name was compared"

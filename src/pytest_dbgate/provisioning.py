@@ -11,18 +11,24 @@ carries it.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import os
 import pwd
 import shutil
+import stat
+import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from port_for import get_port
 from psycopg import sql
+from pytest_postgresql.executors import PostgreSQLExecutor
 
 from pytest_dbgate.binaries import PgBinaries
 from pytest_dbgate.connections import Endpoint, connection
@@ -91,29 +97,34 @@ def embedded_server(
     binaries: PgBinaries,
     password: str | None = None,
     server_options: str = SERVER_OPTIONS,
+    datadir: Path | None = None,
 ) -> Iterator[Endpoint]:
-    """Start a throwaway cluster; yield its maintenance endpoint; stop and remove it after.
+    """Start an embedded cluster; yield its maintenance endpoint; stop it after.
 
-    With ``password`` the superuser needs it (password authentication), as on a real server.
+    Without ``datadir`` the cluster is throwaway: made in a temporary folder, removed after. With
+    it, the cluster lives there and is only stopped, so the next run starts it again with what
+    it holds (the staging server's cached snapshot). With ``password`` the superuser needs it
+    (password authentication), as on a real server.
     """
-    from port_for import get_port
-    from pytest_postgresql.executors import PostgreSQLExecutor
-
     account = server_account()
+    # Sockets and the pg_ctl wrapper always go in a short temporary folder: a Unix socket's path
+    # may not be longer than 107 bytes, and a kept cluster may live deep in a project.
     base = Path(tempfile.mkdtemp(prefix=f"dbgate-{role}-"))
     try:
         pg_ctl = binaries.path("pg_ctl")
         if account is not None:
             os.chown(base, account.pw_uid, account.pw_gid)
             pg_ctl = _wrapper(base, pg_ctl, account)
+        kept = datadir is not None
+        data = datadir if datadir is not None else base / "data"
+        logfile = (data.parent if kept else base) / "server.log"
         port = get_port(None)
         assert port is not None  # get_port(None) always picks one
-        logfile = base / "server.log"
-        executor = PostgreSQLExecutor(
+        executor = _Executor(
             executable=pg_ctl,
             host="127.0.0.1",
             port=port,
-            datadir=str(base / "data"),
+            datadir=str(data),
             unixsocketdir=str(base),
             logfile=str(logfile),
             startparams="-w",
@@ -133,12 +144,139 @@ def embedded_server(
             )
             _accepting(endpoint, role, logfile)
             if password:
-                endpoint = _require_password(endpoint, base / "data", password)
+                endpoint = _require_password(endpoint, data, password)
             yield endpoint
         finally:
             _stop_quietly(executor)
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+class _Executor(PostgreSQLExecutor):
+    """pytest-postgresql's executor, but a data folder that already holds a cluster is started
+    as it is, not wiped and made again: that is what keeps a kept server's cache."""
+
+    def init_directory(self) -> None:
+        if not (Path(self.datadir) / "PG_VERSION").is_file():
+            super().init_directory()
+
+    def clean_directory(self) -> None:
+        """Never: the gate removes a throwaway cluster's folder itself and keeps a kept one.
+        (The executor calls this when it is garbage-collected, too, which would wipe a kept
+        cluster the moment the run lets go of it.)"""
+
+
+@contextmanager
+def staging_server(
+    binaries: PgBinaries, directory: Path | None, progress: Callable[[str], None]
+) -> Iterator[Endpoint]:
+    """The embedded staging server: kept in ``directory`` between runs when it can be, so its
+    cached snapshot serves the next run; a throwaway one otherwise, saying why."""
+    if directory is None:
+        progress("starting a throwaway embedded staging server (dbgate_staging_dir = off)")
+        with embedded_server("staging", binaries) as endpoint:
+            yield endpoint
+        return
+    why_not = _prepare_kept(directory)
+    if why_not is not None:
+        progress(
+            f"starting a throwaway embedded staging server: {why_not}; the snapshot cache "
+            "lasts this run only (point dbgate_staging_dir at a folder it can use)"
+        )
+        with embedded_server("staging", binaries) as endpoint:
+            yield endpoint
+        return
+    with open(directory / ".lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            progress(
+                f"another run is using the staging server kept in {directory}: starting a "
+                "throwaway one for this run"
+            )
+            with embedded_server("staging", binaries) as endpoint:
+                yield endpoint
+            return
+        data = directory / "data"
+        _discard_unusable(data, binaries, progress)
+        fresh = not (data / "PG_VERSION").is_file()
+        progress(
+            f"{'creating' if fresh else 'starting'} the embedded staging server kept in {directory}"
+        )
+        with contextlib.ExitStack() as stack:
+            try:
+                endpoint = stack.enter_context(embedded_server("staging", binaries, datadir=data))
+            except ProvisioningError as exc:
+                if fresh:
+                    raise
+                # A cluster a crash left damaged is only a cache: make a new one.
+                progress(f"the kept staging server did not start ({exc.problem}); making it afresh")
+                shutil.rmtree(data, ignore_errors=True)
+                endpoint = stack.enter_context(embedded_server("staging", binaries, datadir=data))
+            yield endpoint
+
+
+def _prepare_kept(directory: Path) -> str | None:
+    """Make ``directory`` for a kept cluster; why it cannot be used, or ``None`` when it can."""
+    account = server_account()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        if account is not None:
+            os.chown(directory, account.pw_uid, account.pw_gid)
+    except OSError as exc:
+        return f"{directory} cannot be made ({exc.strerror})"
+    if account is not None:
+        blocked = _unreachable(directory, account)
+        if blocked is not None:
+            return f"the {account.pw_name} account the server runs as cannot enter {blocked}"
+    return None
+
+
+def _unreachable(path: Path, account: pwd.struct_passwd) -> Path | None:
+    """The first folder on the way to ``path`` that ``account`` may not pass through."""
+    groups = set(os.getgrouplist(account.pw_name, account.pw_gid))
+    for folder in [*reversed(path.parents), path]:
+        info = folder.stat()
+        if info.st_uid == account.pw_uid:
+            needed = stat.S_IXUSR
+        elif info.st_gid in groups:
+            needed = stat.S_IXGRP
+        else:
+            needed = stat.S_IXOTH
+        if not info.st_mode & needed:
+            return folder
+    return None
+
+
+def _discard_unusable(data: Path, binaries: PgBinaries, progress: Callable[[str], None]) -> None:
+    """Remove a kept cluster another major version made, and stop one a killed run left up."""
+    version_file = data / "PG_VERSION"
+    if not version_file.is_file():
+        shutil.rmtree(data, ignore_errors=True)  # a half-made cluster
+        return
+    made_by = version_file.read_text().strip()
+    if made_by != str(binaries.major):
+        progress(
+            f"the kept staging server was made by PostgreSQL {made_by}, this run uses "
+            f"{binaries.major}: making it afresh"
+        )
+        shutil.rmtree(data, ignore_errors=True)
+        return
+    if (data / "postmaster.pid").exists():
+        # The lock is ours, so no live run owns this server: a run killed before it could
+        # stop it left it up.
+        account = server_account()
+        argv = [binaries.path("pg_ctl"), "stop", "-D", str(data), "-m", "fast"]
+        if account is not None:
+            argv = [
+                "setpriv",
+                f"--reuid={account.pw_uid}",
+                f"--regid={account.pw_gid}",
+                "--init-groups",
+                "--",
+                *argv,
+            ]
+        subprocess.run(argv, capture_output=True, timeout=120, check=False)
 
 
 def _accepting(endpoint: Endpoint, role: str, logfile: Path, timeout_s: float = 60) -> None:
@@ -202,6 +340,15 @@ def seed_files(paths: Sequence[Path]) -> list[Path]:
         else:
             files.append(path)
     return files
+
+
+def seed_digest(files: Sequence[Path]) -> str:
+    """What an embedded source is a copy of: its seed files' names and bytes. The cluster is
+    new every run, so its system identifier cannot key the cached snapshot; this does."""
+    digest = hashlib.blake2b(digest_size=20)
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 def load_seed(server: Endpoint, dbname: str, files: Sequence[Path]) -> Endpoint:

@@ -45,6 +45,7 @@ class RecordedServer:
     version_num: int
     system_identifier: str | None
     embedded: bool
+    dump_file: str | None = None  # staging restored a dump file: its name and checksum
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,9 @@ class GateRecord:
         """Everything but the signature: what the signature covers."""
         document = asdict(self)
         document.pop("signature")
+        for side in ("source", "staging"):  # absent unless set: older records still verify
+            if document[side]["dump_file"] is None:
+                del document[side]["dump_file"]
         return {"kind": KIND, "format": FORMAT, "passed": True, **document}
 
     def signed(self, key: str | None) -> GateRecord:

@@ -7,14 +7,17 @@ source's row counts" is an exact check even while production keeps writing.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import IO
 
@@ -23,6 +26,7 @@ from psycopg import sql
 
 from pytest_dbgate.binaries import PgBinaries
 from pytest_dbgate.connections import Endpoint, connection
+from pytest_dbgate.dumpfile import DumpFile, plain_chunks, size, tree_size
 from pytest_dbgate.exceptions import RefreshError
 
 # Leaf tables the user owns: what pg_dump dumps data for and what the row counts compare.
@@ -42,6 +46,8 @@ ORDER BY 1, 2
 # pg_restore complains about objects a non-superuser may not own (the plpgsql comment, say);
 # they do not change the restored schema or data.
 BENIGN_RESTORE_ERRORS = ("must be owner of extension", "must be owner of schema public")
+# A plain dump sets owners and grants to production's roles; staging may not have them.
+PLAIN_TOLERATED = ('ERROR:  role "',)
 
 Progress = Callable[[str], None]
 Conn = psycopg.Connection[tuple[object, ...]]
@@ -74,10 +80,12 @@ class Snapshot:
     # A clone service copies production at its own moment: its row counts are shown, and only
     # a missing table is a mismatch.
     cloned_by: str | None = None
+    # Restored from a dump file the team gave (--dbgate-snapshot): no source rows to compare.
+    from_file: str | None = None
 
     @property
     def mismatched(self) -> tuple[TableCount, ...]:
-        if self.cloned_by is not None:
+        if self.cloned_by is not None or self.from_file is not None:
             return tuple(t for t in self.tables if t.staging_rows < 0)
         return tuple(t for t in self.tables if t.source_rows != t.staging_rows)
 
@@ -114,35 +122,93 @@ def refresh(
     ``source_conn`` must be a read-only session: it holds the exported snapshot the dump reads
     and the row counts are taken from.
     """
-    dump_file = workdir / "source.dump"
+    dump_dir = workdir / "source"
+    jobs = parallelism()
     with source_conn.transaction():
         source_conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         row = source_conn.execute("SELECT pg_export_snapshot()").fetchone()
         snapshot_id = str(row[0]) if row else ""
         taken_at = datetime.now(timezone.utc)
-        progress(f"dumping {source.display()} (pg_dump {client.major}, custom format)")
+        progress(
+            f"dumping {source.display()} (pg_dump {client.major}, directory format, "
+            f"{jobs} job{'s' if jobs > 1 else ''})"
+        )
         started = time.monotonic()
         _run(
             [
                 client.path("pg_dump"),
-                "--format=custom",
+                "--format=directory",
+                f"--jobs={jobs}",
+                f"--compress={DUMP_COMPRESSION}",
                 "--verbose",
                 "--no-password",
                 f"--snapshot={snapshot_id}",
-                f"--file={dump_file}",
+                f"--file={dump_dir}",
                 f"--dbname={source.conninfo_without_password()}",
             ],
             source,
             RefreshError.dump_failed,
-            ticker=Ticker(progress, "dumping", "tables dumped", DUMPED, dump_file),
+            ticker=Ticker(progress, "dumping", "tables dumped", DUMPED, dump_dir),
         )
         dump_seconds = time.monotonic() - started
         source_counts = count_rows(source_conn)
-    dump_bytes = dump_file.stat().st_size
+    dump_bytes = tree_size(dump_dir)
     progress(
-        f"dumped {_size(dump_bytes)} in {dump_seconds:.1f}s; restoring into {staging.display()}"
+        f"dumped {size(dump_bytes)} in {dump_seconds:.1f}s; restoring into {staging.display()}"
     )
-    jobs = max(1, min(os.cpu_count() or 1, 8))
+    restore_seconds, problems = restore_archive(dump_dir, staging, client, progress)
+    shutil.rmtree(dump_dir, ignore_errors=True)
+    staging_counts = settle(staging)
+    progress(f"restored in {restore_seconds:.1f}s")
+    tables = tuple(
+        TableCount(schema, table, rows, staging_counts.get((schema, table), -1))
+        for (schema, table), rows in source_counts.items()
+    )
+    return Snapshot(
+        staging, tables, dump_bytes, dump_seconds, restore_seconds, problems, taken_at=taken_at
+    )
+
+
+def restore_file(
+    dump: DumpFile, staging: Endpoint, client: PgBinaries, progress: Progress
+) -> Snapshot:
+    """Restore a dump file the team already has into the (empty) ``staging`` database.
+
+    There is no source to count rows in: the tables are those the restore made, and the check
+    is that it restored without errors.
+    """
+    progress(f"restoring {dump.display()} into {staging.display()}")
+    if dump.archive:
+        seconds, problems = restore_archive(
+            dump.path, staging, client, progress, parallel=dump.format != "tar"
+        )
+    else:
+        seconds, problems = restore_plain(dump, staging, client, progress)
+    counts = settle(staging)
+    progress(f"restored in {seconds:.1f}s")
+    tables = tuple(TableCount(s, t, -1, n) for (s, t), n in counts.items())
+    return Snapshot(
+        staging,
+        tables,
+        dump.size,
+        0.0,
+        seconds,
+        problems,
+        taken_at=dump.created_at,
+        from_file=str(dump.path),
+    )
+
+
+def restore_archive(
+    archive: Path,
+    staging: Endpoint,
+    client: PgBinaries,
+    progress: Progress,
+    parallel: bool = True,
+) -> tuple[float, tuple[str, ...]]:
+    """pg_restore an archive, one job per core (tar archives cannot be restored in parallel);
+    return the seconds it took and the problems it tolerated."""
+    jobs = parallelism() if parallel else 1
     started = time.monotonic()
     stderr = _run(
         [
@@ -153,54 +219,95 @@ def refresh(
             "--no-password",
             f"--jobs={jobs}",
             f"--dbname={staging.conninfo_without_password()}",
-            str(dump_file),
+            str(archive),
         ],
         staging,
         RefreshError.restore_failed,
         tolerate=BENIGN_RESTORE_ERRORS,
         ticker=Ticker(progress, "restoring", "items restored", RESTORED),
     )
-    restore_seconds = time.monotonic() - started
-    dump_file.unlink(missing_ok=True)
+    problems = tuple(line for line in stderr.splitlines() if "error:" in line)
+    return time.monotonic() - started, problems
+
+
+def restore_plain(
+    dump: DumpFile, staging: Endpoint, client: PgBinaries, progress: Progress
+) -> tuple[float, tuple[str, ...]]:
+    """Stream a plain SQL dump into psql, decompressing on the way, a megabyte at a time.
+
+    psql goes on past an error, as pg_restore does; the errors a plain dump's ownership and
+    grants raise on a server without the production roles are tolerated (pg_restore's
+    --no-owner --no-privileges avoid them for archives), any other fails the restore.
+    """
+    ticker = Ticker(progress, "restoring", "", None, total=dump.size)
+    started = time.monotonic()
+    stderr = _run(
+        [
+            client.path("psql"),
+            "--no-psqlrc",
+            "--quiet",
+            "--no-password",
+            "--set=ON_ERROR_STOP=0",
+            f"--dbname={staging.conninfo_without_password()}",
+            "--file=-",
+        ],
+        staging,
+        partial(RefreshError.restore_failed, program="psql"),
+        tolerate=(*BENIGN_RESTORE_ERRORS, *PLAIN_TOLERATED),
+        ticker=ticker,
+        feed=plain_chunks(dump),
+        errors_fail=True,
+    )
+    problems = tuple(line for line in stderr.splitlines() if "ERROR:" in line)
+    return time.monotonic() - started, problems
+
+
+def settle(staging: Endpoint) -> dict[tuple[str, str], int]:
+    """Analyse the restored copy (a restore leaves no statistics) and count its rows."""
     with connection(staging, "staging", "the staging database") as conn:
         conn.execute("ANALYZE")
-        staging_counts = count_rows(conn)
-    progress(f"restored in {restore_seconds:.1f}s")
-    tables = tuple(
-        TableCount(schema, table, rows, staging_counts.get((schema, table), -1))
-        for (schema, table), rows in source_counts.items()
-    )
-    warnings = tuple(line for line in stderr.splitlines() if "error:" in line)
-    return Snapshot(
-        staging, tables, dump_bytes, dump_seconds, restore_seconds, warnings, taken_at=taken_at
-    )
+        return count_rows(conn)
 
 
 # Verbose lines that mark one unit of work done: a table's data dumped, a TOC item restored.
 DUMPED = re.compile(r"dumping contents of table")
 RESTORED = re.compile(r"(processing item|finished item|processing data for table)")
 PROGRESS_EVERY_S = 5.0
+# The dump is a temporary file on the machine that restores it: compressing it would spend the
+# CPU the parallel dump and restore need, to save disk that is given back minutes later.
+DUMP_COMPRESSION = 0
+
+
+def parallelism() -> int:
+    """pg_dump and pg_restore jobs: one per core, as the core count bounds them."""
+    return max(1, min(os.cpu_count() or 1, 8))
 
 
 @dataclass
 class Ticker:
-    """Progress of a long pg_dump or pg_restore, from its --verbose lines and the file's size."""
+    """Progress of a long dump or restore: the program's --verbose lines that mark a unit done,
+    the size of the file it writes, or the bytes of SQL fed to it out of ``total``."""
 
     progress: Progress
     doing: str
     unit: str
-    marks: re.Pattern[str]
+    marks: re.Pattern[str] | None
     output: Path | None = None
+    total: int | None = None
     done: int = 0
+    fed: int = 0
 
     def line(self, text: str) -> None:
-        if self.marks.search(text):
+        if self.marks is not None and self.marks.search(text):
             self.done += 1
 
     def report(self) -> None:
+        if self.total is not None:
+            self.progress(f"{self.doing}: {size(self.fed)} of {size(self.total)} read")
+            return
         written = ""
         if self.output is not None and self.output.exists():
-            written = f", {_size(self.output.stat().st_size)} written"
+            written = f", {size(tree_size(self.output))} written"
         self.progress(f"{self.doing}: {self.done} {self.unit}{written}")
 
 
@@ -210,32 +317,55 @@ def _run(
     failure: Callable[[str, str], RefreshError],
     tolerate: tuple[str, ...] = (),
     ticker: Ticker | None = None,
+    feed: Iterator[bytes] | None = None,
+    errors_fail: bool = False,
 ) -> str:
     """Run a client program with the password in its environment; return its problems.
 
     Its --verbose output is read as it comes, to report progress every few seconds; only the
-    lines that say something went wrong are kept, so a huge schema costs no memory here.
+    lines that say something went wrong are kept, so a huge schema costs no memory here. With
+    ``feed``, its standard input is that stream of SQL. A program that exits 0 after errors
+    (psql) fails on them with ``errors_fail``.
     """
     proc = subprocess.Popen(
         argv,
         env=endpoint.subprocess_env(),
+        stdin=subprocess.PIPE if feed is not None else subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        text=True,
-        errors="replace",
     )
     assert proc.stderr is not None
     kept: list[str] = []
+    fed: list[BaseException] = []
 
-    def read(stream: IO[str]) -> None:
-        for text in stream:
+    def read(stream: IO[bytes]) -> None:
+        for raw in stream:
+            text = raw.decode("utf-8", "replace")
             if ticker is not None:
                 ticker.line(text)
             if "error" in text.lower() or "warning" in text.lower() or "fatal" in text.lower():
                 kept.append(text)
 
-    reader = threading.Thread(target=read, args=(proc.stderr,), daemon=True)
-    reader.start()
+    def write(stream: IO[bytes], chunks: Iterator[bytes]) -> None:
+        try:
+            for chunk in chunks:
+                stream.write(chunk)
+                if ticker is not None:
+                    ticker.fed += len(chunk)
+        except BrokenPipeError:
+            pass  # the program stopped reading: its exit status and messages say why
+        except RefreshError as exc:
+            fed.append(exc)
+        finally:
+            with contextlib.suppress(BrokenPipeError):
+                stream.close()
+
+    threads = [threading.Thread(target=read, args=(proc.stderr,), daemon=True)]
+    if feed is not None:
+        assert proc.stdin is not None
+        threads.append(threading.Thread(target=write, args=(proc.stdin, feed), daemon=True))
+    for thread in threads:
+        thread.start()
     while True:
         try:
             proc.wait(timeout=PROGRESS_EVERY_S)
@@ -243,23 +373,19 @@ def _run(
         except subprocess.TimeoutExpired:
             if ticker is not None:
                 ticker.report()
-    reader.join()
+    for thread in threads:
+        thread.join()
+    if fed:
+        raise fed[0]
     stderr = endpoint.redact("".join(kept))
+    errors = [
+        line
+        for line in stderr.splitlines()
+        if ("error:" in line.lower()) and not any(t in line for t in tolerate)
+    ]
     if proc.returncode != 0:
-        errors = [
-            line
-            for line in stderr.splitlines()
-            if "error:" in line and not any(t in line for t in tolerate)
-        ]
         if errors or "errors ignored on restore" not in stderr:
             raise failure(endpoint.display(), stderr or f"exit status {proc.returncode}")
+    elif errors_fail and errors:
+        raise failure(endpoint.display(), "\n".join(errors))
     return stderr
-
-
-def _size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GB"
