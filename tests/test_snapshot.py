@@ -341,6 +341,11 @@ def test_the_embedded_staging_server_keeps_its_snapshot_between_runs(
     changed.stdout.fnmatch_lines(
         ["*taking a new snapshot (the seed changed since the cached snapshot was taken)*"]
     )
+    # The demo's size is a session setting, not a file: it is part of what the seed loads.
+    demo.monkeypatch.setenv("PGOPTIONS", "-c dbgate_demo.scale=0.005")
+    rescaled = demo.run("-k", "snapshot_restored")
+    assert rescaled.ret == 0, rescaled.stdout.str()
+    rescaled.stdout.fnmatch_lines(["*taking a new snapshot (the seed changed since*"])
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root hands the server to another account")

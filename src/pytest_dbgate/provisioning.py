@@ -343,9 +343,12 @@ def seed_files(paths: Sequence[Path]) -> list[Path]:
 
 
 def seed_digest(files: Sequence[Path]) -> str:
-    """What an embedded source is a copy of: its seed files' names and bytes. The cluster is
-    new every run, so its system identifier cannot key the cached snapshot; this does."""
+    """What an embedded source is a copy of: its seed files' names and bytes, and the session
+    settings they were loaded with. The cluster is new every run, so its system identifier
+    cannot key the cached snapshot; this does."""
     digest = hashlib.blake2b(digest_size=20)
+    # Session settings change what a seed loads (the demo's dbgate_demo.scale, say).
+    digest.update(os.environ.get("PGOPTIONS", "").encode() + b"\0")
     for path in files:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
