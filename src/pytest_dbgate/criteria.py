@@ -265,15 +265,17 @@ class ExtensionAvailable(Criterion[Gate]):
                 problems.append(problem)
         if problems:
             raise CriterionFailed("\n  ".join(problems), figures)
-        figures["summary"] = (
-            f"source {_installed(figures['source_installed'])}, "
-            f"staging {_installed(figures['staging_installed'])}"
-        )
+        staging = _installed(figures["staging_installed"])
         if file_only:
             made = "the dump creates it" if in_dump else "the dump does not create it"
-            figures["summary"] = f"{made}; staging {_installed(figures['staging_installed'])}"
-        elif (
-            figures["source_installed"] != "no"
+            figures["summary"] = f"{made}; staging {staging}"
+        else:
+            figures["summary"] = (
+                f"source {_installed(figures['source_installed'])}, staging {staging}"
+            )
+        if (
+            not file_only
+            and figures["source_installed"] != "no"
             and figures["staging_installed"] != "no"
             and figures["source_installed"] != figures["staging_installed"]
         ):

@@ -19,6 +19,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from io import BufferedReader
 from pathlib import Path
 
 from pytest_dbgate.binaries import PgBinaries
@@ -172,20 +173,25 @@ def _plain(path: Path, nbytes: int, gzipped: bool) -> DumpFile:
 
 
 def _plain_head(path: Path, gzipped: bool) -> str:
-    if gzipped:
-        with gzip.open(path, "rb") as handle:
-            return handle.read(HEAD).decode("utf-8", "replace")
-    with path.open("rb") as handle:
+    with _open_plain(path, gzipped) as handle:
         return handle.read(HEAD).decode("utf-8", "replace")
 
 
+def _open_plain(path: Path, gzipped: bool) -> gzip.GzipFile | BufferedReader:
+    """A plain dump's bytes, decompressed if it is gzipped."""
+    return gzip.open(path, "rb") if gzipped else path.open("rb")
+
+
 def checksum(dump: DumpFile) -> str:
-    """A digest of every byte of the dump: the cached snapshot's key. Read in chunks, so a dump
-    of any size costs a megabyte of memory."""
+    """A digest of every byte of the dump (of a directory dump: every file's name and bytes):
+    the cached snapshot's key. Read in chunks, so a dump of any size costs a megabyte of memory."""
     digest = hashlib.blake2b(digest_size=20)
-    files = sorted(p for p in dump.path.rglob("*") if p.is_file()) if dump.path.is_dir() else []
-    for file in files or [dump.path]:
-        if dump.path.is_dir():
+    if dump.path.is_dir():
+        files = sorted(p for p in dump.path.rglob("*") if p.is_file())
+    else:
+        files = [dump.path]
+    for file in files:
+        if file != dump.path:
             digest.update(str(file.relative_to(dump.path)).encode() + b"\0")
         with file.open("rb") as handle:
             while chunk := handle.read(CHUNK):
@@ -197,9 +203,8 @@ def plain_chunks(dump: DumpFile) -> Iterator[bytes]:
     """The plain dump's SQL, decompressed, a megabyte at a time; a gzipped dump that is cut
     short or lacks pg_dump's closing line raises :class:`RefreshError` after its last chunk."""
     tail = b""
-    opener = gzip.open if dump.gzipped else open
     try:
-        with opener(dump.path, "rb") as handle:
+        with _open_plain(dump.path, dump.gzipped) as handle:
             while chunk := handle.read(CHUNK):
                 tail = (tail + chunk)[-TAIL:]
                 yield chunk

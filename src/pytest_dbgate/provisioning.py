@@ -15,6 +15,7 @@ import fcntl
 import hashlib
 import os
 import pwd
+import shlex
 import shutil
 import stat
 import subprocess
@@ -78,14 +79,27 @@ def check_can_run_servers() -> None:
     server_account()
 
 
+def as_account(account: pwd.struct_passwd | None, argv: list[str]) -> list[str]:
+    """``argv`` run as the server account when we are root; setpriv keeps the environment."""
+    if account is None:
+        return argv
+    return [
+        "setpriv",
+        f"--reuid={account.pw_uid}",
+        f"--regid={account.pw_gid}",
+        "--init-groups",
+        "--",
+        *argv,
+    ]
+
+
 def _wrapper(base: Path, pg_ctl: str, account: pwd.struct_passwd) -> str:
-    """A pg_ctl that runs as ``account``; setpriv keeps the environment the executor sets."""
+    """A pg_ctl that runs as ``account``, for pytest-postgresql's executor to call."""
     script = base / "pg_ctl"
     script.write_text(
         "#!/bin/sh\n"
         'cd "$(dirname "$0")" || exit 1\n'
-        f"exec setpriv --reuid={account.pw_uid} --regid={account.pw_gid} --init-groups "
-        f'-- {pg_ctl} "$@"\n'
+        f'exec {shlex.join(as_account(account, [pg_ctl]))} "$@"\n'
     )
     script.chmod(0o755)
     return str(script)
@@ -172,48 +186,48 @@ def staging_server(
 ) -> Iterator[Endpoint]:
     """The embedded staging server: kept in ``directory`` between runs when it can be, so its
     cached snapshot serves the next run; a throwaway one otherwise, saying why."""
-    if directory is None:
-        progress("starting a throwaway embedded staging server (dbgate_staging_dir = off)")
-        with embedded_server("staging", binaries) as endpoint:
-            yield endpoint
-        return
-    why_not = _prepare_kept(directory)
-    if why_not is not None:
-        progress(
-            f"starting a throwaway embedded staging server: {why_not}; the snapshot cache "
-            "lasts this run only (point dbgate_staging_dir at a folder it can use)"
-        )
-        with embedded_server("staging", binaries) as endpoint:
-            yield endpoint
-        return
-    with open(directory / ".lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            progress(
-                f"another run is using the staging server kept in {directory}: starting a "
-                "throwaway one for this run"
-            )
-            with embedded_server("staging", binaries) as endpoint:
-                yield endpoint
+    with contextlib.ExitStack() as stack:
+        throwaway = _why_throwaway(directory, stack)
+        if throwaway is not None:
+            progress(f"starting a throwaway embedded staging server{throwaway}")
+            yield stack.enter_context(embedded_server("staging", binaries))
             return
+        assert directory is not None  # no reason for a throwaway server: there is a folder
         data = directory / "data"
         _discard_unusable(data, binaries, progress)
         fresh = not (data / "PG_VERSION").is_file()
         progress(
             f"{'creating' if fresh else 'starting'} the embedded staging server kept in {directory}"
         )
-        with contextlib.ExitStack() as stack:
-            try:
-                endpoint = stack.enter_context(embedded_server("staging", binaries, datadir=data))
-            except ProvisioningError as exc:
-                if fresh:
-                    raise
-                # A cluster a crash left damaged is only a cache: make a new one.
-                progress(f"the kept staging server did not start ({exc.problem}); making it afresh")
-                shutil.rmtree(data, ignore_errors=True)
-                endpoint = stack.enter_context(embedded_server("staging", binaries, datadir=data))
-            yield endpoint
+        try:
+            endpoint = stack.enter_context(embedded_server("staging", binaries, datadir=data))
+        except ProvisioningError as exc:
+            if fresh:
+                raise
+            # A cluster a crash left damaged is only a cache: make a new one.
+            progress(f"the kept staging server did not start ({exc.problem}); making it afresh")
+            shutil.rmtree(data, ignore_errors=True)
+            endpoint = stack.enter_context(embedded_server("staging", binaries, datadir=data))
+        yield endpoint
+
+
+def _why_throwaway(directory: Path | None, stack: contextlib.ExitStack) -> str | None:
+    """Why this run cannot keep its staging server in ``directory`` (the end of the progress
+    line), or ``None`` when it can: then the folder's lock is held until ``stack`` closes."""
+    if directory is None:
+        return " (dbgate_staging_dir = off)"
+    why_not = _prepare_kept(directory)
+    if why_not is not None:
+        return (
+            f": {why_not}; the snapshot cache lasts this run only (point dbgate_staging_dir at "
+            "a folder it can use)"
+        )
+    lock = stack.enter_context(open(directory / ".lock", "w"))  # noqa: SIM115 - the stack closes it
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return f": another run is using the staging server kept in {directory}"
+    return None
 
 
 def _prepare_kept(directory: Path) -> str | None:
@@ -265,18 +279,10 @@ def _discard_unusable(data: Path, binaries: PgBinaries, progress: Callable[[str]
     if (data / "postmaster.pid").exists():
         # The lock is ours, so no live run owns this server: a run killed before it could
         # stop it left it up.
-        account = server_account()
         argv = [binaries.path("pg_ctl"), "stop", "-D", str(data), "-m", "fast"]
-        if account is not None:
-            argv = [
-                "setpriv",
-                f"--reuid={account.pw_uid}",
-                f"--regid={account.pw_gid}",
-                "--init-groups",
-                "--",
-                *argv,
-            ]
-        subprocess.run(argv, capture_output=True, timeout=120, check=False)
+        subprocess.run(
+            as_account(server_account(), argv), capture_output=True, timeout=120, check=False
+        )
 
 
 def _accepting(endpoint: Endpoint, role: str, logfile: Path, timeout_s: float = 60) -> None:
