@@ -25,13 +25,14 @@ from pathlib import Path
 import psycopg
 from tabulate import tabulate
 
+from pytest_dbgate.apply import StatementLog
 from pytest_dbgate.binaries import find_binaries
 from pytest_dbgate.config import DEFAULT_MAX_BLOCK_MS, DEFAULT_TRAFFIC_RATE
 from pytest_dbgate.connections import Endpoint, connect
 from pytest_dbgate.locks import LockReport, watching
 from pytest_dbgate.migrations import Migration, discover
 from pytest_dbgate.provisioning import embedded_server
-from pytest_dbgate.runner import Runner, StatementLog
+from pytest_dbgate.runner import Runner
 
 Conn = psycopg.Connection[tuple[object, ...]]
 

@@ -7,6 +7,7 @@ the gate against URLs use them; tests of the embedded default let the gate start
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -30,6 +31,9 @@ REPO = Path(__file__).resolve().parents[1]
 PROJECTS = Path(__file__).resolve().parent / "projects"
 DEMO_SCALE = "-c dbgate_demo.scale=0.01"
 STAGING_PASSWORD = "st4ging-s3cret"
+# Plugins an in-process pytester run need not load: each run re-imports (and assertion-rewrites)
+# every plugin, and these unrelated ones, where installed, cost most of a short run's time.
+QUIET_PLUGINS = ("-p", "no:cacheprovider", "-p", "no:benchmark", "-p", "no:hypothesispytest")
 
 
 @pytest.fixture(scope="session")
@@ -108,10 +112,29 @@ class Project:
         return self
 
     def run(self, *args: str, mode: str = "staging") -> pytest.RunResult:
-        return self.pytester.runpytest(f"--dbgate={mode}", "-p", "no:cacheprovider", *args)
+        return self.pytester.runpytest(f"--dbgate={mode}", *QUIET_PLUGINS, *args)
 
     def deploy(self, *args: str) -> pytest.RunResult:
         return self.run(*args, mode="production")
+
+    def deploy_killed(self, signal_name: str, at: str, delay: float = 0.0) -> int:
+        """A production run in a child process that the project's conftest (a copy of
+        projects/crash/conftest.py) signals at boundary ``at``, ``delay`` seconds after it:
+        the signal that ended the child, or its exit status, negated, if it ended itself."""
+        pid = os.fork()
+        if pid == 0:  # the child: one production run, its output discarded
+            status = 99
+            try:
+                os.environ.update(CRASH_AT=at, CRASH_SIGNAL=signal_name, CRASH_DELAY=str(delay))
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, 1)
+                os.dup2(null, 2)
+                result = self.pytester.runpytest_inprocess("--dbgate=production", *QUIET_PLUGINS)
+                status = int(result.ret)
+            finally:
+                os._exit(status)
+        _, status = os.waitpid(pid, 0)
+        return os.WTERMSIG(status) if os.WIFSIGNALED(status) else -os.WEXITSTATUS(status)
 
 
 @pytest.fixture

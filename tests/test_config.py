@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_dbgate.config import GateConfig, parse_period
+from pytest_dbgate.config import SETTINGS, GateConfig, Setting, parse_period
 from pytest_dbgate.plugin import GATE_KEY
 
 
@@ -176,3 +176,75 @@ def test_snapshot_settings(configured: pytest.Pytester) -> None:
     configured.makeini("[pytest]\ndbgate_seed = seed.sql\n")
     assert gate_config(configured).refresh is False
     assert gate_config(configured, "--dbgate-refresh").refresh is True
+
+
+NUMERIC = [s for s in SETTINGS if s.range is not None]
+PERIODS = {"record_max_age", "snapshot_max_age", "holdbacks"}
+
+
+def test_every_numeric_option_declares_its_range() -> None:
+    assert {s.name for s in NUMERIC} == {
+        "lint_small_table_rows",
+        "workload_runs",
+        "max_regression",
+        "perf_floor_ms",
+        "max_lock_ms",
+        "max_block_ms",
+        "traffic_rate",
+        "record_max_age",
+        "lock_timeout",
+        "lock_retries",
+        "lock_retry_wait",
+        "holdbacks",
+        "snapshot_max_age",
+        "pool_size",
+    }
+
+
+@pytest.mark.parametrize(
+    "setting", [s for s in NUMERIC if s.name not in PERIODS], ids=lambda s: s.name
+)
+def test_numbers_outside_their_range_stop_the_run(
+    configured: pytest.Pytester, setting: Setting
+) -> None:
+    limits = setting.range
+    assert limits is not None
+    configured.makeini("[pytest]\ndbgate_seed = seed.sql\n")
+    for bad in (f"{limits.high * 2 + 1:.0f}", f"{limits.low - 1:g}", "inf", "nan", "1e400"):
+        with pytest.raises(pytest.UsageError) as raised:
+            gate_config(configured, f"{setting.flag}={bad}")
+        assert f"{setting.flag} has an invalid value {bad!r}" in str(raised.value)
+        assert limits.expected() in str(raised.value)
+    for good in (limits.low, limits.high):
+        cfg = gate_config(configured, f"{setting.flag}={good:g}")
+        assert isinstance(cfg, GateConfig)
+    if limits.whole:
+        with pytest.raises(pytest.UsageError, match="a whole number of"):
+            gate_config(configured, f"{setting.flag}={limits.low + 0.5}")
+
+
+def test_periods_outside_their_range_stop_the_run(configured: pytest.Pytester) -> None:
+    configured.makeini("[pytest]\ndbgate_seed = seed.sql\n")
+    with pytest.raises(pytest.UsageError, match="of 1h to 366d"):
+        gate_config(configured, "--dbgate-record-max-age=0h")
+    with pytest.raises(pytest.UsageError, match="of 1h to 366d"):
+        gate_config(configured, "--dbgate-record-max-age=60w")
+    assert gate_config(configured, "--dbgate-snapshot-max-age=0h").snapshot_max_age == timedelta()
+    with pytest.raises(pytest.UsageError, match="20250115160002=7d"):
+        gate_config(configured, "--dbgate-holdbacks=1=0h")
+
+
+def test_hold_backs_from_configuration_only_lengthen(configured: pytest.Pytester) -> None:
+    (configured.path / "migrations" / "2_cleanup.sql").write_text(
+        "-- dbgate: hold-back 7d\nSELECT 2;"
+    )
+    configured.makeini("[pytest]\ndbgate_seed = seed.sql\n")
+    run = configured.parseconfigure("--dbgate=staging", "--dbgate-holdbacks=2=14d,1=1h")
+    assert run.stash[GATE_KEY].hold_backs == {"2": timedelta(days=14), "1": timedelta(hours=1)}
+    with pytest.raises(pytest.UsageError, match="holds itself back 7d"):
+        configured.parseconfigure("--dbgate=staging", "--dbgate-holdbacks=cleanup=6d")
+    (configured.path / "migrations" / "3_zero.sql").write_text("-- dbgate: hold-back 0d\nSELECT 3;")
+    with pytest.raises(
+        pytest.UsageError, match="malformed dbgate directive '-- dbgate: hold-back 0d'"
+    ):
+        configured.parseconfigure("--dbgate=staging")

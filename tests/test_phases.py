@@ -132,9 +132,12 @@ def test_reordering_plugins_cannot_run_a_before_test_after_migrating(remote_demo
         """
     )
     remote_demo.pytester.makepyfile(test_app="def test_app(dbgate_db):\n    pass\n")
-    result = remote_demo.run()
-    result.assert_outcomes(passed=40, errors=1)
+    result = remote_demo.run("-rs")
+    result.assert_outcomes(passed=39, skipped=1, errors=1)
     result.stdout.fnmatch_lines(["*this [[]before[]] test would run after the migrations started*"])
+    # The verdict ran before that test: it had not run, so no record vouches for the release.
+    result.stdout.fnmatch_lines(["*test_app.py::test_app[[]before[]]: did not run*"])
+    assert not (remote_demo.path / ".dbgate" / "gate-record.json").exists()
 
 
 def test_the_gate_runs_on_one_xdist_worker(remote_demo: Project) -> None:

@@ -287,7 +287,9 @@ def test_a_partial_staging_run_writes_no_record(deploy_project: Project) -> None
     result = deploy_project.run("-rA", "-k", "not locks")
     assert result.ret == 0, "what ran passed"
     assert outcome_of(deploy_project, "dbgate::verdict::gate_record", "staging") == "SKIPPED"
-    assert "criteria did not run (deselected, or the run stopped early)" in result.stdout.str()
+    assert "dbgate::migrate::locks[20260101000000_add_events_note]: did not run" in (
+        result.stdout.str()
+    )
     assert not (deploy_project.path / ".dbgate" / "gate-record.json").exists()
 
 

@@ -13,11 +13,11 @@ from pytest_dbgate import provisioning
 from pytest_dbgate.binaries import PgBinaries
 from pytest_dbgate.connections import Endpoint, connect, connection
 from pytest_dbgate.exceptions import ProvisioningError, SafetyError
+from pytest_dbgate.gatelock import take_gate_lock
 from pytest_dbgate.provisioning import (
     create_gate_database,
     embedded_server,
     server_identity,
-    take_gate_lock,
 )
 
 

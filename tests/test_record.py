@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from pytest_dbgate.record import (
     invalidate,
     load,
     now_utc,
+    run_differences,
 )
 
 from .conftest import PROJECTS
@@ -41,7 +43,15 @@ def record_for(folder: Path, **changes: object) -> GateRecord:
         "staging": SERVER,
         "migrations": tuple(
             RecordedMigration(
-                m.version, m.name, f"migrations/{m.path.name}", m.checksum, None, "applied"
+                m.version,
+                m.name,
+                f"migrations/{m.path.name}",
+                m.checksum,
+                None,
+                "applied",
+                m.layout,
+                m.transaction_mode,
+                tuple(s.short_digest for s in m.statements),
             )
             for m in migrations
         ),
@@ -90,12 +100,13 @@ def test_an_unsigned_record_is_refused_when_a_key_is_set(tmp_path: Path) -> None
     ("content", "reason"),
     [
         ("not json", "Expecting value"),
-        ('{"kind": "something else", "format": 1}', "not a pytest-dbgate gate record"),
+        ('{"kind": "something else", "format": 2}', "not a pytest-dbgate gate record"),
+        ("[1, 2]", "not a pytest-dbgate gate record"),
         (
-            '{"kind": "pytest-dbgate gate record", "format": 1, "passed": false}',
+            '{"kind": "pytest-dbgate gate record", "format": 2, "passed": false}',
             "does not record a passing staging run",
         ),
-        ('{"kind": "pytest-dbgate gate record", "format": 1, "passed": true}', "created_at"),
+        ('{"kind": "pytest-dbgate gate record", "format": 2, "passed": true}', "created_at"),
     ],
 )
 def test_unusable_records_say_why(tmp_path: Path, content: str, reason: str) -> None:
@@ -104,6 +115,17 @@ def test_unusable_records_say_why(tmp_path: Path, content: str, reason: str) -> 
     with pytest.raises(RecordError, match="is not a usable gate record") as raised:
         load(path)
     assert reason in str(raised.value)
+
+
+def test_a_record_of_another_format_says_to_run_staging_again(tmp_path: Path) -> None:
+    path = tmp_path / "gate-record.json"
+    path.write_text('{"kind": "pytest-dbgate gate record", "format": 1, "passed": true}')
+    with pytest.raises(RecordError) as raised:
+        load(path)
+    assert "is a gate record of format 1, written by another version of pytest-dbgate" in str(
+        raised.value
+    )
+    assert "re-run `pytest --dbgate=staging` with this version" in str(raised.value)
 
 
 def test_a_missing_record_says_how_to_get_one(tmp_path: Path) -> None:
@@ -138,6 +160,60 @@ def test_differences_name_each_file(tmp_path: Path) -> None:
         "added after the staging pass: migrations/20270101000000_new.sql (not in the record)",
     ]
     assert record_for(RELEASE).differences(discover(RELEASE), rel) == []
+
+
+DBMATE = "-- migrate:up\nALTER TABLE t ADD COLUMN c int;\n-- migrate:down\nDROP TABLE t;\n"
+
+
+def test_run_differences_name_what_would_run_otherwise(tmp_path: Path) -> None:
+    dbmate = tmp_path / "dbmate"
+    dbmate.mkdir()
+    (dbmate / "1_add.sql").write_text(DBMATE)
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    (folder / "2_two.sql").write_text("SELECT 1;\nSELECT 2;\n")
+    (folder / "3_idx.sql").write_text("CREATE INDEX CONCURRENTLY i ON t (c);\nSELECT 3;\n")
+    rel = {"1": "migrations/1_add.sql", "2": "migrations/2_two.sql", "3": "migrations/3_idx.sql"}
+    read_as_dbmate = record_for(dbmate)
+    assert run_differences(read_as_dbmate, discover(dbmate), rel, {}) == []
+    assert run_differences(read_as_dbmate, discover(dbmate, "flat"), rel, {}) == [
+        "migrations/1_add.sql: staging read the folder as dbmate, this run as flat "
+        "(--dbgate-layout / dbgate_layout): it would run other statements than staging ran"
+    ]
+    # The same files, parsed another way (a parser upgrade, a hand-edited record).
+    record = record_for(folder)
+    assert run_differences(record, discover(folder), rel, {}) == []
+    staged = {m.version: m for m in record.migrations}
+    changed = record_for(
+        folder,
+        migrations=(
+            replace(staged["2"], statements=(staged["2"].statements[0], "0" * 16)),
+            replace(staged["3"], transaction="single"),
+        ),
+    )
+    assert run_differences(changed, discover(folder), rel, {}) == [
+        "migrations/2_two.sql: statement 2 (line 2) is not the one staging ran",
+        "migrations/3_idx.sql: staging ran it in one transaction, this run would run it "
+        "statement by statement",
+    ]
+    shorter = record_for(folder, migrations=(replace(staged["2"], statements=("x",)),))
+    assert run_differences(shorter, discover(folder)[:1], rel, {}) == [
+        "migrations/2_two.sql: staging ran 1 statement(s), this run reads 2 in the file"
+    ]
+
+
+def test_production_never_runs_statements_staging_found_applied(tmp_path: Path) -> None:
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    (folder / "3_idx.sql").write_text("CREATE INDEX CONCURRENTLY i ON t (c);\nSELECT 3;\n")
+    record = record_for(folder)
+    resumed = record_for(folder, migrations=(replace(record.migrations[0], executed_from=2),))
+    rel = {"3": "migrations/3_idx.sql"}
+    assert run_differences(resumed, discover(folder), rel, {"3": 1}) == []
+    assert run_differences(resumed, discover(folder), rel, {}) == [
+        "migrations/3_idx.sql: production would run statements 1-1, which staging did not run "
+        "(it found them applied and started at statement 2)"
+    ]
 
 
 def test_invalidate_removes_only_what_is_there(tmp_path: Path) -> None:

@@ -106,7 +106,8 @@ def test_statement_by_statement_failure_records_what_ran(conn: Conn, tmp_path: P
     assert tables(conn) == {"t"}  # the statements before the failure stay committed
     assert tracking(conn)["1"][:3] == (False, 2, 4)
     message = outcome.describe_failure(lambda m: m.path.name)
-    assert "statements 1-2 of 4 ran before the failure and stay applied" in message
+    assert "statements 1-2 of 4 are applied and recorded in dbgate.statements" in message
+    assert "the next run resumes at statement 3 and does not run them again" in message
     assert "DROP INDEX CONCURRENTLY IF EXISTS t_id_key" in message
 
 

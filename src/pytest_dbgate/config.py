@@ -40,6 +40,7 @@ DEFAULT_RECORD_MAX_AGE = "3d"
 DEFAULT_LOCK_TIMEOUT_MS = 500
 DEFAULT_LOCK_RETRIES = 5
 DEFAULT_LOCK_RETRY_WAIT_S = 1.0
+MAX_RETRY_WAIT_S = 60.0  # a wait doubles per retry up to this
 SIGNING_KEY_ENV = "DBGATE_SIGNING_KEY"
 DEFAULT_LINT_SMALL_TABLE_ROWS = 10_000
 DEFAULT_SNAPSHOT_MAX_AGE = "1d"
@@ -48,21 +49,51 @@ LAYOUTS = ("auto", "flat", "prisma", "flyway", "golang-migrate", "dbmate")
 
 
 @dataclass(frozen=True)
+class Range:
+    """The values a numeric option accepts. Checked before anything starts: a value PostgreSQL
+    would reject halfway through a deploy (a lock_timeout over 24 days) must never reach it."""
+
+    low: float
+    high: float
+    unit: str  # what the number counts, for the message: "milliseconds", "hours"
+    whole: bool = False
+
+    def expected(self) -> str:
+        if self.unit.startswith("a "):  # says what it is itself: "a fraction …"
+            return f"{self.unit} from {_number(self.low)} to {_number(self.high)}"
+        kind = "a whole number of" if self.whole else "a number of"
+        return f"{kind} {self.unit} from {_number(self.low)} to {_number(self.high)}"
+
+    def check(self, value: float) -> bool:
+        return math.isfinite(value) and self.low <= value <= self.high
+
+
+def _number(value: float) -> str:
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
+
+
+DAY_MS = 86_400_000
+YEAR_H = 366 * 24
+
+
+@dataclass(frozen=True)
 class Setting:
-    """One option: its CLI flag, ini key and help text, declared in one place."""
+    """One option: its CLI flag, ini key, help text and accepted range, declared in one place."""
 
     name: str
     help: str
     ini_type: Literal["string", "paths", "args", "bool"] = "string"
     metavar: str = "VALUE"
     cli_append: bool = False
+    range: Range | None = None
+    ini: bool = True  # False: a one-off decision, on the command line only
 
     @property
     def flag(self) -> str:
         return "--dbgate-" + self.name.replace("_", "-")
 
     @property
-    def ini(self) -> str:
+    def ini_key(self) -> str:
         return "dbgate_" + self.name
 
     @property
@@ -87,6 +118,7 @@ SETTINGS: tuple[Setting, ...] = (
         f"staging: a lint finding on a table with fewer rows than this is reported, not failed "
         f"(default: {DEFAULT_LINT_SMALL_TABLE_ROWS})",
         metavar="N",
+        range=Range(0, 1e12, "rows", whole=True),
     ),
     Setting(
         "source_url",
@@ -155,36 +187,42 @@ SETTINGS: tuple[Setting, ...] = (
         f"times each workload query runs per phase, after a warm-up (default: "
         f"{DEFAULT_WORKLOAD_RUNS})",
         metavar="N",
+        range=Range(1, 10_000, "runs", whole=True),
     ),
     Setting(
         "max_regression",
         f"allowed slow-down of a query's mean time, as a fraction (default: "
         f"{DEFAULT_MAX_REGRESSION}); `off` disables the performance stage",
         metavar="FRACTION",
+        range=Range(0, 100, "a fraction (0.2 is 20 %)"),
     ),
     Setting(
         "perf_floor_ms",
         f"differences in mean time below this many milliseconds are noise (default: "
         f"{DEFAULT_PERF_FLOOR_MS})",
         metavar="MS",
+        range=Range(0, 60_000, "milliseconds"),
     ),
     Setting(
         "max_lock_ms",
         f"longest a migration may hold a lock that blocks reads or writes on a table with rows "
         f"(default: {DEFAULT_MAX_LOCK_MS})",
         metavar="MS",
+        range=Range(0, DAY_MS, "milliseconds"),
     ),
     Setting(
         "max_block_ms",
         f"longest a simulated application session may wait for a migration (default: "
         f"{DEFAULT_MAX_BLOCK_MS})",
         metavar="MS",
+        range=Range(0, DAY_MS, "milliseconds"),
     ),
     Setting(
         "traffic_rate",
         f"queries per second each simulated reader and writer sends while a migration runs "
         f"(default: {DEFAULT_TRAFFIC_RATE}; 0: no traffic)",
         metavar="N",
+        range=Range(0, 1_000, "queries per second"),
     ),
     Setting(
         "record",
@@ -203,31 +241,45 @@ SETTINGS: tuple[Setting, ...] = (
         f"oldest gate record production accepts, as <N>h, <N>d or <N>w (default: "
         f"{DEFAULT_RECORD_MAX_AGE})",
         metavar="PERIOD",
+        range=Range(1, YEAR_H, "hours"),
     ),
     Setting(
         "lock_timeout",
-        f"production: lock_timeout of the migrating session, in milliseconds (default: "
-        f"{DEFAULT_LOCK_TIMEOUT_MS})",
+        f"production: lock_timeout of the migrating session, in milliseconds, 1 to {DAY_MS} "
+        f"(default: {DEFAULT_LOCK_TIMEOUT_MS})",
         metavar="MS",
+        range=Range(1, DAY_MS, "milliseconds"),
     ),
     Setting(
         "lock_retries",
         f"production: times a migration is retried after a lock timeout (default: "
         f"{DEFAULT_LOCK_RETRIES})",
         metavar="N",
+        range=Range(0, 100, "retries", whole=True),
     ),
     Setting(
         "lock_retry_wait",
         f"production: seconds before the first retry, doubling for each next one (default: "
         f"{DEFAULT_LOCK_RETRY_WAIT_S:g})",
         metavar="SECONDS",
+        range=Range(0, MAX_RETRY_WAIT_S, "seconds"),
     ),
     Setting(
         "holdbacks",
         "migrations production holds back, as <version or name>=<N>h|d|w, comma separated on "
-        "the CLI, space separated in the ini (adds to `-- dbgate: hold-back` in the files)",
+        "the CLI, space separated in the ini; adds a hold-back or lengthens a file's own "
+        "`-- dbgate: hold-back`, never shortens one",
         ini_type="args",
         metavar="LIST",
+        range=Range(1, 10 * YEAR_H, "hours"),
+    ),
+    Setting(
+        "release_early",
+        "production: apply these held-back migrations (version or name, comma separated) before "
+        "their hold-back has passed; said in the output and the tracking table (command line "
+        "only: a one-off decision, not configuration)",
+        metavar="LIST",
+        ini=False,
     ),
     Setting(
         "clone_command",
@@ -258,6 +310,7 @@ SETTINGS: tuple[Setting, ...] = (
         f"oldest cached snapshot a run reuses instead of dumping the source, as <N>h, <N>d or "
         f"<N>w (default: {DEFAULT_SNAPSHOT_MAX_AGE})",
         metavar="PERIOD",
+        range=Range(0, YEAR_H, "hours"),
     ),
     Setting(
         "refresh",
@@ -269,6 +322,7 @@ SETTINGS: tuple[Setting, ...] = (
         f"connections the application's pool opens; pool headroom must leave room for it plus "
         f"the migration and the monitor (default: {DEFAULT_POOL_SIZE})",
         metavar="N",
+        range=Range(0, 100_000, "connections", whole=True),
     ),
 )
 
@@ -306,7 +360,8 @@ def add_options(parser: pytest.Parser) -> None:
                 metavar=setting.metavar,
                 help=setting.help,
             )
-        parser.addini(setting.ini, setting.help, type=setting.ini_type)
+        if setting.ini:
+            parser.addini(setting.ini_key, setting.help, type=setting.ini_type)
 
 
 @dataclass(frozen=True)
@@ -345,6 +400,7 @@ class GateConfig:
     lock_retries: int = DEFAULT_LOCK_RETRIES
     lock_retry_wait_s: float = DEFAULT_LOCK_RETRY_WAIT_S
     holdbacks: tuple[tuple[str, timedelta], ...] = ()
+    release_early: tuple[str, ...] = ()
     signing_key: str | None = field(default=None, repr=False)
     layout: str = "auto"
     snapshot_max_age: timedelta = timedelta(days=1)
@@ -398,24 +454,25 @@ def read_config(config: pytest.Config) -> GateConfig | None:
         extensions=extensions,
         seed=reader.seed(),
         pg_bindir=reader.optional_path("pg_bindir"),
-        pool_size=reader.non_negative_int("pool_size", DEFAULT_POOL_SIZE),
+        pool_size=reader.whole("pool_size", DEFAULT_POOL_SIZE),
         test_command=reader.text("test_command"),
         post_migrate_command=reader.text("post_migrate_command"),
         workload=reader.optional_path("workload"),
-        workload_runs=max(reader.non_negative_int("workload_runs", DEFAULT_WORKLOAD_RUNS), 1),
+        workload_runs=reader.whole("workload_runs", DEFAULT_WORKLOAD_RUNS),
         max_regression=reader.fraction_or_off("max_regression", DEFAULT_MAX_REGRESSION),
-        perf_floor_ms=reader.non_negative_float("perf_floor_ms", DEFAULT_PERF_FLOOR_MS),
-        max_lock_ms=reader.non_negative_float("max_lock_ms", DEFAULT_MAX_LOCK_MS),
-        max_block_ms=reader.non_negative_float("max_block_ms", DEFAULT_MAX_BLOCK_MS),
-        traffic_rate=reader.non_negative_float("traffic_rate", DEFAULT_TRAFFIC_RATE),
+        perf_floor_ms=reader.number("perf_floor_ms", DEFAULT_PERF_FLOOR_MS),
+        max_lock_ms=reader.number("max_lock_ms", DEFAULT_MAX_LOCK_MS),
+        max_block_ms=reader.number("max_block_ms", DEFAULT_MAX_BLOCK_MS),
+        traffic_rate=reader.number("traffic_rate", DEFAULT_TRAFFIC_RATE),
         record=reader.optional_path("record") or report_dir / DEFAULT_RECORD,
         production_url=production_url,
         production_url_setting=production_setting,
         record_max_age=reader.period("record_max_age", DEFAULT_RECORD_MAX_AGE),
-        lock_timeout_ms=reader.non_negative_float("lock_timeout", DEFAULT_LOCK_TIMEOUT_MS),
-        lock_retries=reader.non_negative_int("lock_retries", DEFAULT_LOCK_RETRIES),
-        lock_retry_wait_s=reader.non_negative_float("lock_retry_wait", DEFAULT_LOCK_RETRY_WAIT_S),
+        lock_timeout_ms=reader.number("lock_timeout", DEFAULT_LOCK_TIMEOUT_MS),
+        lock_retries=reader.whole("lock_retries", DEFAULT_LOCK_RETRIES),
+        lock_retry_wait_s=reader.number("lock_retry_wait", DEFAULT_LOCK_RETRY_WAIT_S),
         holdbacks=reader.holdbacks(),
+        release_early=tuple(reader.listed("release_early") or ()),
         signing_key=os.environ.get(SIGNING_KEY_ENV) or None,
         layout=reader.choice("layout", LAYOUTS, "auto"),
         snapshot_max_age=reader.period("snapshot_max_age", DEFAULT_SNAPSHOT_MAX_AGE),
@@ -424,9 +481,7 @@ def read_config(config: pytest.Config) -> GateConfig | None:
         staging_dir=reader.path_or_off("staging_dir", report_dir / DEFAULT_STAGING_DIR),
         clone_command=reader.text("clone_command"),
         clone_cleanup_command=reader.text("clone_cleanup_command"),
-        lint_small_table_rows=reader.non_negative_int(
-            "lint_small_table_rows", DEFAULT_LINT_SMALL_TABLE_ROWS
-        ),
+        lint_small_table_rows=reader.whole("lint_small_table_rows", DEFAULT_LINT_SMALL_TABLE_ROWS),
     )
 
 
@@ -447,7 +502,10 @@ class _Reader:
         return self._config.getoption(SETTING[name].dest)
 
     def _ini(self, name: str) -> object:
-        value = self._config.getini(SETTING[name].ini)
+        setting = SETTING[name]
+        if not setting.ini:
+            return None
+        value = self._config.getini(setting.ini_key)
         if value in ("", [], None):
             return None
         return value
@@ -491,8 +549,8 @@ class _Reader:
         if ini is not None:
             value = str(ini)
             if _has_password(value):
-                raise ConfigError.password_in_ini(setting.ini)
-            return _nonempty(value), setting.ini
+                raise ConfigError.password_in_ini(setting.ini_key)
+            return _nonempty(value), setting.ini_key
         return _nonempty(os.environ.get(env)), f"${env}"
 
     def text(self, name: str) -> str | None:
@@ -501,10 +559,10 @@ class _Reader:
         return _nonempty(str(raw)) if raw is not None else None
 
     def extensions(self) -> tuple[str, ...] | None:
-        names = self._listed("extensions")
+        names = self.listed("extensions")
         return None if names is None else tuple(dict.fromkeys(names))
 
-    def _listed(self, name: str) -> list[str] | None:
+    def listed(self, name: str) -> list[str] | None:
         """A list setting: comma separated on the CLI, space (or comma) separated in the ini."""
         cli = self._cli(name)
         if cli is not None:
@@ -519,7 +577,7 @@ class _Reader:
         cli = self._cli(name)
         if cli is not None:
             return bool(cli)
-        return bool(self._config.getini(SETTING[name].ini))
+        return bool(self._ini(name))
 
     def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
         raw = self.text(name)
@@ -533,59 +591,72 @@ class _Reader:
         cli = self._cli(name)
         raw = str(cli if cli is not None else self._ini(name) or default)
         found = parse_period(raw)
-        if found is None:
-            raise ConfigError.bad_value(
-                SETTING[name].flag, raw, "a period like 12h, 3d or 1w (hours, days, weeks)"
-            )
+        limits = SETTING[name].range
+        assert limits is not None
+        if found is None or not limits.check(found / timedelta(hours=1)):
+            raise ConfigError.bad_value(SETTING[name].flag, raw, _period_expected(limits))
         return found
 
     def holdbacks(self) -> tuple[tuple[str, timedelta], ...]:
+        limits = SETTING["holdbacks"].range
+        assert limits is not None
         entries: list[tuple[str, timedelta]] = []
-        for entry in self._listed("holdbacks") or []:
+        for entry in self.listed("holdbacks") or []:
             key, _, raw = entry.partition("=")
             found = parse_period(raw)
-            if not key.strip() or found is None:
+            if not key.strip() or found is None or not limits.check(found / timedelta(hours=1)):
                 raise ConfigError.bad_value(
                     SETTING["holdbacks"].flag,
                     entry,
-                    "entries like 20250115160002=7d (a migration's version or name, a period in "
-                    "h, d or w)",
+                    "entries like 20250115160002=7d (a migration's version or name, then "
+                    + _period_expected(limits)
+                    + ")",
                 )
             entries.append((key.strip(), found))
         return tuple(entries)
 
     def fraction_or_off(self, name: str, default: float) -> float | None:
-        cli = self._cli(name)
-        raw = cli if cli is not None else self._ini(name)
+        raw = self._raw(name)
         if raw is not None and str(raw).strip().lower() in ("off", "none", "false"):
             return None
-        return self.non_negative_float(name, default)
+        return self.number(name, default)
 
-    def non_negative_float(self, name: str, default: float) -> float:
+    def _raw(self, name: str) -> object:
         cli = self._cli(name)
-        raw = cli if cli is not None else self._ini(name)
+        return cli if cli is not None else self._ini(name)
+
+    def number(self, name: str, default: float) -> float:
+        """A numeric option within its declared range; anything else is a usage error."""
+        raw = self._raw(name)
         if raw is None:
             return default
+        limits = SETTING[name].range
+        assert limits is not None, f"{name} declares no range"
         try:
-            value = float(str(raw))
+            value = float(str(raw).strip())
         except ValueError:
-            value = -1.0
-        if value < 0 or math.isnan(value):
-            raise ConfigError.bad_value(SETTING[name].flag, str(raw), "a number, 0 or more")
+            value = math.nan
+        if not limits.check(value) or (limits.whole and not value.is_integer()):
+            raise ConfigError.bad_value(SETTING[name].flag, str(raw), limits.expected())
         return value
 
-    def non_negative_int(self, name: str, default: int) -> int:
-        cli = self._cli(name)
-        raw = cli if cli is not None else self._ini(name)
-        if raw is None:
-            return default
-        try:
-            value = int(str(raw))
-        except ValueError:
-            value = -1
-        if value < 0:
-            raise ConfigError.bad_value(SETTING[name].flag, str(raw), "a whole number, 0 or more")
-        return value
+    def whole(self, name: str, default: int) -> int:
+        return int(self.number(name, default))
+
+
+def _period_expected(limits: Range) -> str:
+    return (
+        "a period like 12h, 3d or 1w (hours, days, weeks) of "
+        f"{_hours(limits.low)} to {_hours(limits.high)}"
+    )
+
+
+def _hours(hours: float) -> str:
+    if hours and hours % (24 * 7) == 0:
+        return f"{hours / (24 * 7):g}w"
+    if hours and hours % 24 == 0:
+        return f"{hours / 24:g}d"
+    return f"{hours:g}h"
 
 
 PERIOD_UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}

@@ -33,9 +33,11 @@ from pytest_dbgate.gate import (
     STAGING_SERVER,
     Gate,
 )
+from pytest_dbgate.journal import MIGRATIONS
 from pytest_dbgate.lint import Finding
 from pytest_dbgate.locks import CONFLICTS, HeldLock, LockReport, sql_mode
 from pytest_dbgate.migrations import BATCHES, Migration
+from pytest_dbgate.outcomes import Outcome, Status
 from pytest_dbgate.record import (
     GateRecord,
     RecordedMigration,
@@ -43,7 +45,6 @@ from pytest_dbgate.record import (
     format_period,
     now_utc,
 )
-from pytest_dbgate.runner import TRACKING, Outcome, Status
 from pytest_dbgate.stats import Capture, Comparison
 from pytest_dbgate.steps import Database, Run, StepFailed, migration_step
 
@@ -424,14 +425,35 @@ class MigrationApplied(Criterion[Run]):
         figures["summary"] = outcome.status.value
         if outcome.attempts:
             figures["lock_timeouts"] = len(outcome.attempts)
+        if outcome.resumed_after:
+            figures["resumed_after"] = outcome.resumed_after
+        if outcome.notes:
+            figures["settled"] = "; ".join(outcome.notes)
         if outcome.status is Status.APPLIED:
             figures["duration_ms"] = round(outcome.duration_ms, 1)
+            figures["statements_run"] = outcome.statements_run
             retried = f", after {len(outcome.attempts)} lock timeout(s)" if outcome.attempts else ""
+            resumed = (
+                f", resumed after statement {outcome.resumed_after} (applied by an earlier run)"
+                if outcome.resumed_after
+                else ""
+            )
             figures["summary"] = (
                 f"applied in {outcome.duration_ms / 1000:.1f}s"
                 + ("" if m.transactional else ", statement by statement")
+                + resumed
                 + retried
             )
+            if outcome.released_early:
+                figures["released_early"] = True
+                figures["summary"] = str(figures["summary"]) + ", released early on purpose"
+                warnings.warn(
+                    DbgateWarning(
+                        f"{m.id} was held back and is released early by --dbgate-release-early; "
+                        "the tracking table records that (applied_by)"
+                    ),
+                    stacklevel=1,
+                )
         if outcome.status is Status.HELD_BACK:
             pytest.skip(held_back_message(outcome))
         if outcome.status is Status.NOT_APPLIED:
@@ -747,7 +769,7 @@ class MigrationsRecorded(Criterion[Gate]):
     def check(self, gate: Gate) -> Figures:
         conn = gate.staging_connection()
         rows = conn.execute(
-            sql.SQL("SELECT version, checksum, success FROM {} ORDER BY version").format(TRACKING)
+            sql.SQL("SELECT version, checksum, success FROM {} ORDER BY version").format(MIGRATIONS)
         ).fetchall()
         recorded = {str(v): (str(c), bool(s)) for v, c, s in rows}
         files = {m.version for m in self.migrations}
@@ -1045,23 +1067,37 @@ class GateRecordWritten(Criterion[Gate]):
         not_passed = [r for r in ran if r.outcome != "passed"]
         tests = [r for r in results.items.values() if r.phased]
         failed_tests = [r for r in tests if r.outcome in ("failed", "error")]
-        missing = results.generated - 1 - len(ran)
+        own = {r.nodeid for r in results.items.values() if r.stage == self.stage}
+        missing = [
+            nodeid
+            for nodeid in results.expected
+            if nodeid not in own
+            and (nodeid not in results.items or results.items[nodeid].outcome == "not run")
+        ]
         figures: Figures = {
             "criteria_passed": len(ran) - len(not_passed),
             "criteria_total": results.generated - 1,
             "project_tests_passed": sum(1 for r in tests if r.outcome == "passed"),
+            "project_tests_skipped": sum(1 for r in tests if r.outcome == "skipped"),
         }
         problems = [f"    {r.nodeid}: {r.outcome}" for r in not_passed[:15]]
         problems += [f"    {r.nodeid}: {r.outcome}" for r in failed_tests[:15]]
-        if missing > 0:
+        problems += [f"    {nodeid}: did not run" for nodeid in missing[:15]]
+        if len(missing) > 15:
             problems.append(
-                f"    {missing} criteria did not run (deselected, or the run stopped early)"
+                f"    … and {len(missing) - 15} more did not run (deselected, or the run "
+                "stopped early)"
             )
+        problems += [
+            f"    {path}: not collected (--ignore for this run)" for path in results.ignored[:15]
+        ]
+        problems += [f"    {nodeid}: could not be collected" for nodeid in results.uncollected[:15]]
         if problems:
             # Not a failure of its own: what did not pass already failed (or was deselected).
             pytest.skip(
                 "no gate record written: production deploys only a release whose every "
-                f"criterion passed, and {len(problems)} did not:\n" + "\n".join(problems)
+                "criterion passed and whose tests all ran, before and after, and "
+                f"{len(problems)} did not:\n" + "\n".join(problems)
             )
         record = build_record(gate).signed(gate.config.signing_key)
         record.write(gate.config.record)
@@ -1124,6 +1160,10 @@ def build_record(gate: Gate) -> GateRecord:
                 checksum=m.checksum,
                 hold_back=format_period(held[m.version]) if m.version in held else None,
                 staging=outcomes[m.version].status.value,
+                layout=m.layout,
+                transaction=m.transaction_mode,
+                statements=tuple(s.short_digest for s in m.statements),
+                executed_from=outcomes[m.version].resumed_after + 1,
             )
             for m in gate.migrations
         ),

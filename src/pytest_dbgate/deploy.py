@@ -10,27 +10,25 @@ held-back ones wait for their date.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Protocol
 
-from psycopg import sql
+import psycopg
 
 from pytest_dbgate import __version__
 from pytest_dbgate.commands import CommandResult, run_command
-from pytest_dbgate.config import GateConfig
+from pytest_dbgate.config import GateConfig, parse_period
 from pytest_dbgate.connections import Endpoint, connect
 from pytest_dbgate.exceptions import ConfigError, Figure
+from pytest_dbgate.gatelock import client_tag, take_gate_lock
+from pytest_dbgate.interruptions import Interruptions
+from pytest_dbgate.journal import JournalEntry, Tracking
 from pytest_dbgate.locks import blockers, statement_relations
 from pytest_dbgate.migrations import Migration, Statement, discover
-from pytest_dbgate.provisioning import server_identity, take_gate_lock
+from pytest_dbgate.outcomes import Status
+from pytest_dbgate.provisioning import server_identity
 from pytest_dbgate.record import GateRecord, load
-from pytest_dbgate.runner import (
-    TRACKING,
-    TRACKING_SCHEMA,
-    TRACKING_TABLE,
-    Policy,
-    Runner,
-    Status,
-)
+from pytest_dbgate.runner import Policy, Runner
 from pytest_dbgate.steps import Conn, Database, Progress, Run, StepFailed, migration_step
 
 if TYPE_CHECKING:
@@ -110,26 +108,35 @@ class Deployment(Run):
 
     def applied_versions(self) -> dict[str, str]:
         """Versions production records as applied, with their checksums (nothing is created)."""
-        conn = self.production().conn
-        row = conn.execute(
-            "SELECT to_regclass(%s) IS NOT NULL", (f"{TRACKING_SCHEMA}.{TRACKING_TABLE}",)
-        ).fetchone()
-        if not row or not row[0]:
-            return {}
-        rows = conn.execute(
-            sql.SQL("SELECT version, checksum FROM {} WHERE success").format(TRACKING)
-        ).fetchall()
-        return {str(v): str(c) for v, c in rows}
+        rows = Tracking(self.production().conn).migrations()
+        return {v: row.checksum for v, row in rows.items() if row.success}
+
+    def journal(self) -> dict[str, list[JournalEntry]]:
+        """The statements production's journal records, by version (nothing is created)."""
+        return Tracking(self.production().conn).journal()
 
     def pending(self) -> list[Migration]:
         applied = self.applied_versions()
         return [m for m in self.migrations if m.version not in applied]
 
+    def deploy_hold_backs(self) -> dict[str, timedelta]:
+        """Each held-back migration's period: the longest of its file's, the configuration's and
+        the one staging recorded (configuration may lengthen a hold-back, never shorten one)."""
+        periods = dict(self.hold_backs)
+        for recorded in self.record().migrations:
+            period = parse_period(recorded.hold_back) if recorded.hold_back else None
+            if period is not None and period > periods.get(recorded.version, timedelta()):
+                periods[recorded.version] = period
+        return periods
+
     # -- step bodies -------------------------------------------------------------------------
 
     def _open_production(self) -> Database:
         conn = connect(
-            self.target, "production", self.config.production_url_setting, purpose="deploy"
+            self.target,
+            "production",
+            self.config.production_url_setting,
+            purpose=f"deploy, {client_tag()}",
         )
         self._stack.callback(conn.close)
         take_gate_lock(conn, "production:" + self.target.dbname, self.target.display())
@@ -141,6 +148,7 @@ class Deployment(Run):
         database = self.production()
         conn = database.conn
         own = conn.info.backend_pid
+        hold_backs = self.deploy_hold_backs()
 
         def in_the_way(statement: Statement) -> list[str]:
             return blockers(
@@ -155,16 +163,30 @@ class Deployment(Run):
             lock_timeout_ms=self.config.lock_timeout_ms,
             retries=self.config.lock_retries,
             retry_wait_s=self.config.lock_retry_wait_s,
-            hold_backs=self.hold_backs,
+            hold_backs=hold_backs,
+            release_early=self.release_early,
         )
-        return Runner(
+        runner = Runner(
             conn,
             self.migrations,
             self.progress,
             f"pytest-dbgate {__version__} production",
             policy=policy,
             blockers=in_the_way,
+            boundary=self.boundary,
+            interruptions=Interruptions(self.progress),
         )
+        try:
+            runner.prepare()
+        except psycopg.Error as exc:
+            raise StepFailed(
+                RUNNER,
+                f"could not prepare production for the deploy (the tracking tables, "
+                f"lock_timeout): {database.endpoint.redact(str(exc)).strip()}\n"
+                "  nothing was applied; check that the deploy role may create the schema dbgate "
+                "and its tables (or create them once with a role that may)",
+            ) from None
+        return runner
 
     def _finish(self) -> CommandResult | None:
         failed = next(

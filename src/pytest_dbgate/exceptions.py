@@ -8,6 +8,7 @@ the remedy, lives in one place and never contains a password.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
 from pathlib import Path
 
 Figure = str | int | float | bool
@@ -194,11 +195,50 @@ class ConfigError(DbgateError):
         )
 
     @classmethod
-    def unknown_holdback(cls, key: str, known: Iterable[str]) -> ConfigError:
+    def unknown_migration(cls, option: str, key: str, known: Iterable[str]) -> ConfigError:
         names = ", ".join(known)
         return cls(
-            f"dbgate_holdbacks names {key!r}, which is not a migration of this release",
+            f"{option} names {key!r}, which is not a migration of this release",
             f"name a migration by version or name (one of: {names})",
+        )
+
+    @classmethod
+    def holdback_shortened(
+        cls, key: str, migration: str, own: timedelta, configured: timedelta
+    ) -> ConfigError:
+        return cls(
+            f"dbgate_holdbacks gives {key} a hold-back of {_period(configured)}, but the file "
+            f"{migration} holds itself back {_period(own)}: configuration may add or lengthen a "
+            "hold-back, never shorten one",
+            f"remove the entry or make it {_period(own)} or more; to deploy a held-back "
+            f"migration early on purpose, say so for this run: --dbgate-release-early={key}",
+        )
+
+    @classmethod
+    def not_held_back(cls, key: str, migration: str) -> ConfigError:
+        return cls(
+            f"--dbgate-release-early names {migration}, which is not held back",
+            "name only migrations with a hold-back (`-- dbgate: hold-back` or dbgate_holdbacks); "
+            "the others are applied without it",
+        )
+
+    @classmethod
+    def release_early_outside_production(cls) -> ConfigError:
+        return cls(
+            "--dbgate-release-early only means something to --dbgate=production (staging "
+            "validates held-back migrations like any other)",
+            "drop it from this run, and give it to the production run that should release the "
+            "migration early",
+        )
+
+    @classmethod
+    def partial_deploy(cls, left_out: Iterable[str]) -> ConfigError:
+        listed = "\n".join(f"    {nodeid}" for nodeid in left_out)
+        return cls(
+            "--dbgate=production runs all of its checklist or nothing, but this selection "
+            f"leaves out:\n{listed}",
+            "drop -k, -m, --deselect, --lf, --sw and the like from the production run; a deploy "
+            "applies exactly the release staging passed, checks before and after included",
         )
 
     @classmethod
@@ -327,11 +367,9 @@ class SafetyError(DbgateError):
         )
 
     @classmethod
-    def gate_running(cls, where: str) -> SafetyError:
-        return cls(
-            f"another pytest-dbgate run holds the gate lock on {where}",
-            "wait for it to finish; two gate runs against the same target must not interleave",
-        )
+    def gate_running(cls, where: str, holder: str, remedy: str) -> SafetyError:
+        held = f": {holder}" if holder else ""
+        return cls(f"another pytest-dbgate run holds the gate lock on {where}{held}", remedy)
 
     @classmethod
     def cannot_create_database(cls, where: str, cause: str) -> SafetyError:
@@ -437,6 +475,25 @@ class RecordError(DbgateError):
         )
 
     @classmethod
+    def old_format(cls, path: Path, found: object, expected: int) -> RecordError:
+        return cls(
+            f"{path} is a gate record of format {found}, written by another version of "
+            f"pytest-dbgate; this one reads format {expected}, which binds the exact statements "
+            "staging ran",
+            "re-run `pytest --dbgate=staging` with this version of pytest-dbgate and deploy with "
+            "its record",
+        )
+
+    @classmethod
+    def runs_differ(cls, differences: Iterable[str]) -> RecordError:
+        listed = "\n".join(f"    {line}" for line in differences)
+        return cls(
+            f"this run would not apply the migrations the way staging ran them:\n{listed}",
+            "deploy exactly what staging ran: run production with the same layout and files as "
+            "staging, or re-run `pytest --dbgate=staging` to validate the release as it is now",
+        )
+
+    @classmethod
     def unsigned(cls) -> RecordError:
         return cls(
             "the gate record is not signed, but DBGATE_SIGNING_KEY is set here",
@@ -514,3 +571,11 @@ class CriterionFailed(Exception):
 def _indent(text: str, prefix: str = "    ") -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return "\n".join(prefix + line for line in lines[-20:])
+
+
+def _period(period: timedelta) -> str:
+    """``7d``, ``36h``: a hold-back as its directive would say it."""
+    hours = int(period.total_seconds() // 3600)
+    if hours and hours % 24 == 0:
+        return f"{hours // 24}d"
+    return f"{hours}h"

@@ -15,7 +15,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import psycopg
+
 from pytest_dbgate import __version__
+from pytest_dbgate.apply import StatementLog
 from pytest_dbgate.binaries import PgBinaries, client_for, find_binaries
 from pytest_dbgate.cache import Cached, Key, cache_name, find, seal, usable, why_not
 from pytest_dbgate.commands import CommandResult, run_command
@@ -29,6 +32,7 @@ from pytest_dbgate.exceptions import (
     ProvisioningError,
     SafetyError,
 )
+from pytest_dbgate.gatelock import client_tag, take_gate_lock
 from pytest_dbgate.locks import LockReport, relations_in_sql, watching
 from pytest_dbgate.migrations import Migration, discover, extensions_in
 from pytest_dbgate.performance import Performance
@@ -43,10 +47,9 @@ from pytest_dbgate.provisioning import (
     seed_files,
     server_identity,
     staging_server,
-    take_gate_lock,
 )
 from pytest_dbgate.record import format_period
-from pytest_dbgate.runner import Runner, StatementLog
+from pytest_dbgate.runner import Runner
 from pytest_dbgate.snapshot import Snapshot, TableCount, count_rows, refresh, restore_file
 from pytest_dbgate.stats import Capture, Comparison
 from pytest_dbgate.steps import Conn, Database, Progress, Run, StepFailed, migration_step
@@ -225,7 +228,9 @@ class Gate(Run):
         else:
             endpoint = Endpoint.from_url(cfg.staging_url, cfg.staging_url_setting)
             embedded = False
-        conn = connect(endpoint, "staging", cfg.staging_url_setting, purpose="control")
+        conn = connect(
+            endpoint, "staging", cfg.staging_url_setting, purpose=f"control, {client_tag()}"
+        )
         self._stack.callback(conn.close)
         identity = server_identity(conn)
         if source is not None and identity.same_server(source.identity):
@@ -435,13 +440,22 @@ class Gate(Run):
             with contextlib.suppress(StepFailed):
                 self.baseline()
         conn = self.staging_connection(purpose="migrate")
-        return Runner(
+        runner = Runner(
             conn,
             self.migrations,
             self.progress,
             f"pytest-dbgate {__version__} staging",
             watch=self._watch_migration,
+            boundary=self.boundary,
         )
+        try:
+            runner.prepare()
+        except psycopg.Error as exc:
+            raise StepFailed(
+                RUNNER,
+                f"could not create or read the tracking tables on staging: {exc}".strip(),
+            ) from None
+        return runner
 
     @contextlib.contextmanager
     def _watch_migration(self, migration: Migration, conn: Conn) -> Iterator[StatementLog]:

@@ -17,7 +17,7 @@ import pytest
 from pytest_dbgate.criteria import Criterion
 from pytest_dbgate.dependencies import blocked, require
 from pytest_dbgate.exceptions import CriterionFailed, DbgateError
-from pytest_dbgate.runner import Status
+from pytest_dbgate.outcomes import Status
 from pytest_dbgate.steps import Run, StepFailed, migration_step
 
 if TYPE_CHECKING:

@@ -19,6 +19,7 @@ from pglast import ast, parse_sql
 from pglast.enums import AlterTableType, ConstrType, ObjectType, ReindexObjectType
 from pglast.parser import ParseError
 
+from pytest_dbgate.commits import Control, Recheck, commits_itself, recheck, transaction_control
 from pytest_dbgate.config import parse_period
 from pytest_dbgate.exceptions import ConfigError
 from pytest_dbgate.layouts import Source, find
@@ -38,6 +39,10 @@ class Statement:
     extension: str | None = None
     concurrent_index: str | None = None
     lock_fix: str | None = None
+    digest: str = ""  # SHA-256 of the text as it is sent: what the record and the journal bind
+    control: Control | None = None  # BEGIN, COMMIT …: the file manages its own transactions
+    commits_itself: bool = False  # a DO block that COMMITs, a CALL: part may be applied
+    recheck: Recheck | None = None  # how the catalog settles its outcome after a crash
     # PostgreSQL's parse tree of the statement, so the linter and the lock watch need not parse
     # it again.
     tree: ast.Node | None = field(default=None, compare=False, repr=False)
@@ -45,6 +50,16 @@ class Statement:
     def line_of(self, position: int) -> int:
         """File line of a 1-based character ``position`` inside this statement."""
         return self.line + self.text.count("\n", 0, max(position - 1, 0))
+
+    @property
+    def alone(self) -> bool:
+        """Whether it must run outside any transaction block, so it commits on its own."""
+        return self.control is None and (self.autocommit_reason is not None or self.commits_itself)
+
+    @property
+    def short_digest(self) -> str:
+        """The first 16 hex digits of the digest: what the gate record keeps per statement."""
+        return self.digest[:16]
 
     def excerpt(self, width: int = 160) -> str:
         flat = " ".join(self.text.split())
@@ -62,6 +77,7 @@ class Migration:
     statements: tuple[Statement, ...]
     no_transaction: bool
     hold_back: timedelta | None
+    layout: str = "flat"  # how the folder was read: which part of the file is the migration
 
     @property
     def id(self) -> str:
@@ -82,6 +98,11 @@ class Migration:
         return None
 
     @property
+    def transaction_mode(self) -> str:
+        """``single`` (one transaction) or ``per statement``: how every run applies it."""
+        return "single" if self.transactional else "per statement"
+
+    @property
     def extensions(self) -> tuple[str, ...]:
         """Extensions the migration creates: the release needs them on every server."""
         return tuple(s.extension for s in self.statements if s.extension)
@@ -89,11 +110,11 @@ class Migration:
 
 def discover(folder: Path, layout: str = "auto") -> list[Migration]:
     """Every migration in ``folder``, in version order, parsed; ``ConfigError`` on bad input."""
-    _, sources = find(folder, layout)
-    return [parse_migration(source) for source in sources]
+    chosen, sources = find(folder, layout)
+    return [parse_migration(source, chosen) for source in sources]
 
 
-def parse_migration(source: Source) -> Migration:
+def parse_migration(source: Source, layout: str = "flat") -> Migration:
     raw = source.path.read_bytes()
     no_transaction, hold_back = _directives(source.path, source.text)
     return Migration(
@@ -104,6 +125,7 @@ def parse_migration(source: Source) -> Migration:
         statements=tuple(split_statements(source.path, source.text)),
         no_transaction=no_transaction or source.no_transaction,
         hold_back=hold_back,
+        layout=layout,
     )
 
 
@@ -164,6 +186,10 @@ def split_statements(path: Path, text: str) -> list[Statement]:
                     else None
                 ),
                 lock_fix=lock_fix(node),
+                digest=hashlib.sha256(body.encode()).hexdigest(),
+                control=transaction_control(node),
+                commits_itself=commits_itself(node),
+                recheck=recheck(node),
                 tree=node,
             )
         )
@@ -277,14 +303,37 @@ def hold_backs(
     migrations: list[Migration], configured: tuple[tuple[str, timedelta], ...]
 ) -> dict[str, timedelta]:
     """Each held-back migration's period, by version: the files' directives, then the
-    configuration (``dbgate_holdbacks``), which names a migration by version, name or file."""
+    configuration (``dbgate_holdbacks``), which names a migration by version, name or file and
+    may add a hold-back or lengthen one, never shorten one: a file's ``-- dbgate: hold-back``
+    is what its author decided the release needs."""
     found = {m.version: m.hold_back for m in migrations if m.hold_back is not None}
     for key, period in configured:
-        named = [m for m in migrations if key in (m.version, m.name, m.id, m.path.name)]
-        if not named:
-            raise ConfigError.unknown_holdback(key, [m.id for m in migrations])
-        found[named[0].version] = period
+        migration = _named(migrations, key, "dbgate_holdbacks")
+        own = migration.hold_back
+        if own is not None and period < own:
+            raise ConfigError.holdback_shortened(key, migration.id, own, period)
+        found[migration.version] = max(period, found.get(migration.version, period))
     return found
+
+
+def released_early(
+    migrations: list[Migration], names: tuple[str, ...], held: dict[str, timedelta]
+) -> frozenset[str]:
+    """The versions ``--dbgate-release-early`` names; each must be a held-back migration."""
+    versions = set()
+    for key in names:
+        migration = _named(migrations, key, "--dbgate-release-early")
+        if migration.version not in held:
+            raise ConfigError.not_held_back(key, migration.id)
+        versions.add(migration.version)
+    return frozenset(versions)
+
+
+def _named(migrations: list[Migration], key: str, option: str) -> Migration:
+    named = [m for m in migrations if key in (m.version, m.name, m.id, m.path.name)]
+    if not named:
+        raise ConfigError.unknown_migration(option, key, [m.id for m in migrations])
+    return named[0]
 
 
 def _directives(path: Path, text: str) -> tuple[bool, timedelta | None]:
@@ -300,7 +349,7 @@ def _directives(path: Path, text: str) -> tuple[bool, timedelta | None]:
             continue  # a lint rule's exception: checked by the linter, which knows the rules
         if body.startswith("hold-back "):
             hold_back = parse_period(body.removeprefix("hold-back "))
-            if hold_back is not None:
+            if hold_back:  # a period, and not zero: "hold-back 0d" holds nothing back
                 continue
         raise ConfigError.bad_directive(path, line, match.group(0).strip(), KNOWN_DIRECTIVES)
     return no_transaction, hold_back

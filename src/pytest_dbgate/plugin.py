@@ -8,7 +8,7 @@ imported, started or collected, and the user's suite runs as before. With it,
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +18,7 @@ from pytest_dbgate.config import add_options, read_config
 
 if TYPE_CHECKING:
     from pytest_dbgate.criteria import Criterion
+    from pytest_dbgate.migrations import Migration
     from pytest_dbgate.report import Results
     from pytest_dbgate.steps import Run
 
@@ -29,6 +30,12 @@ XDIST_GROUP = "dbgate"
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from pytest_dbgate import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -65,9 +72,26 @@ def pytest_configure(config: pytest.Config) -> None:
             gate = LintRun(gate_config, migrations, _progress(config), results)
     except DbgateError as error:
         raise pytest.UsageError(str(error)) from None
+    if gate_config.mode == "production" and config.option.setuponly:
+        raise pytest.UsageError(
+            "--setup-only would apply the migrations while setting up the deploy's checks, "
+            "without running them\n  what to do: drop --setup-only from the production run"
+        )
+    gate.boundary = _boundary(config, gate_config.mode)
     config.stash[GATE_KEY] = gate
     config.pluginmanager.register(GateHooks(config), "dbgate-gate")
     _interrupt_on_sigterm(config)
+
+
+def _boundary(config: pytest.Config, mode: str) -> Callable[[str, Migration, int | None], None]:
+    """Tell ``pytest_dbgate_boundary`` implementations where applying has got to."""
+
+    def told(point: str, migration: Migration, statement: int | None) -> None:
+        config.hook.pytest_dbgate_boundary(
+            mode=mode, point=point, migration=migration.id, statement=statement
+        )
+
+    return told
 
 
 def _interrupt_on_sigterm(config: pytest.Config) -> None:
@@ -138,6 +162,8 @@ class GateHooks:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.written: list[Path] = []
+        self.generated: list[pytest.Item] = []
+        self._ignores = _command_line_ignores(config)
 
     @property
     def gate(self) -> Run:
@@ -154,9 +180,11 @@ class GateHooks:
         """Add the gate's items and put everything in runbook order, before selection (-k, -m,
         --lf) sees the list, so a selection keeps that order."""
         from pytest_dbgate.items import build_items
-        from pytest_dbgate.phases import arrange
+        from pytest_dbgate.phases import arrange, phase_of
+        from pytest_dbgate.report import belongs_to_gate
 
         generated = build_items(session, self.gate, self._checklist())
+        self.generated = list(generated)
         self.results.generated = len(generated)
         if self.gate.mode in ("production", "lint"):
             # A deploy deploys and a lint lints: the project's tests run in the staging gate.
@@ -165,6 +193,10 @@ class GateHooks:
             items[:] = arrange([], generated)
         else:
             items[:] = arrange(items, generated)
+        # What a complete run runs, before any selection: a gate record needs every one of them.
+        self.results.expected = [
+            item.nodeid for item in items if belongs_to_gate(item.nodeid) or phase_of(item)
+        ]
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: object) -> object:
@@ -203,7 +235,29 @@ class GateHooks:
 
         return staging_checklist(self.gate, required_extensions(self.gate))
 
+    @pytest.hookimpl(wrapper=True)
+    def pytest_ignore_collect(
+        self, collection_path: Path, config: pytest.Config
+    ) -> Generator[None, bool | None, bool | None]:
+        """Note what a command-line ``--ignore`` kept from being collected: a staging run that
+        may have left out some of the project's tests writes no gate record."""
+        ignored = yield
+        if ignored and _matches(collection_path, self._ignores):
+            self.results.ignored.append(self._shown(collection_path))
+        return ignored
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.results.uncollected.append(report.nodeid or "(the session)")
+
     def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if self.gate.mode == "production" and not self.config.option.collectonly:
+            selected = set(session.items)
+            left_out = [item.nodeid for item in self.generated if item not in selected]
+            if left_out:
+                from pytest_dbgate.exceptions import ConfigError
+
+                raise pytest.UsageError(str(ConfigError.partial_deploy(left_out[:20])))
         self.gate.selected = set(session.items)
         if self.gate.mode == "staging" and session.items and not self.config.option.collectonly:
             from pytest_dbgate.record import invalidate
@@ -293,6 +347,37 @@ class GateHooks:
 
     def pytest_unconfigure(self) -> None:
         self.gate.close()
+
+
+def _command_line_ignores(config: pytest.Config) -> list[tuple[str, str]]:
+    """``--ignore``/``--ignore-glob`` given for this run (its arguments or ``PYTEST_ADDOPTS``),
+    not the project's own ``addopts``: (option, absolute path or pattern)."""
+    import os
+    import shlex
+
+    args = [*shlex.split(os.environ.get("PYTEST_ADDOPTS", "")), *config.invocation_params.args]
+    found: list[tuple[str, str]] = []
+    for index, arg in enumerate(args):
+        for option in ("--ignore", "--ignore-glob"):
+            value: str | None = None
+            if arg.startswith(option + "="):
+                value = arg.split("=", 1)[1]
+            elif arg == option and index + 1 < len(args):
+                value = args[index + 1]
+            if value is not None:
+                found.append((option, str(config.invocation_params.dir / value)))
+    return found
+
+
+def _matches(path: Path, ignores: list[tuple[str, str]]) -> bool:
+    import fnmatch
+
+    for option, value in ignores:
+        if option == "--ignore" and Path(value).resolve() == path.resolve():
+            return True
+        if option == "--ignore-glob" and fnmatch.fnmatch(str(path), value):
+            return True
+    return False
 
 
 def _junit_stage(config: pytest.Config, report: pytest.TestReport, stage: str, name: str) -> None:

@@ -37,7 +37,7 @@ from pytest_dbgate.deploy import (
 )
 from pytest_dbgate.exceptions import CriterionFailed, RecordError
 from pytest_dbgate.locks import touched_relations
-from pytest_dbgate.record import format_period, now_utc
+from pytest_dbgate.record import format_period, now_utc, run_differences
 from pytest_dbgate.steps import migration_step
 
 # Clocks of two CI runners may disagree a little; a record from further in the future is wrong.
@@ -127,6 +127,17 @@ class RecordMatchesMigrations(PreflightCheck):
         unvalidated = [m.id for m in pending if staged.get(m.version) != "applied"]
         if unvalidated:
             raise _failed(RecordError.not_validated(unvalidated), figures)
+        journal = run.journal()
+        through = {
+            version: max((e.ordinal for e in entries if e.applied), default=0)
+            for version, entries in journal.items()
+        }
+        differ = run_differences(record, pending, rel, through)
+        if differ:
+            raise _failed(RecordError.runs_differ(differ), figures)
+        figures["statements_pending"] = sum(
+            len(m.statements) - through.get(m.version, 0) for m in pending
+        )
         return figures
 
 

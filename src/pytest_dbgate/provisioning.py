@@ -474,29 +474,3 @@ def create_gate_database(
             sql.Identifier(dbname), sql.Literal(STATISTICS_TARGET)
         )
     )
-
-
-GATE_LOCK_WAIT_S = 5.0
-
-
-def take_gate_lock(
-    conn: psycopg.Connection[tuple[object, ...]],
-    dbname: str,
-    where: str,
-    wait_s: float = GATE_LOCK_WAIT_S,
-) -> None:
-    """Hold a session advisory lock for the run, so two gate runs never interleave on a target.
-
-    A run that has just ended may hold it for a moment more (its server process is still
-    exiting), so wait a few seconds before calling the target busy.
-    """
-    deadline = time.monotonic() + wait_s
-    while True:
-        row = conn.execute(
-            "SELECT pg_try_advisory_lock(hashtext('pytest-dbgate'), hashtext(%s))", (dbname,)
-        ).fetchone()
-        if row and row[0]:
-            return
-        if time.monotonic() >= deadline:
-            raise SafetyError.gate_running(where)
-        time.sleep(0.1)

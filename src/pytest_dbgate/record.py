@@ -22,7 +22,9 @@ from pytest_dbgate.exceptions import Figure, RecordError
 from pytest_dbgate.layouts import version_key
 from pytest_dbgate.migrations import Migration
 
-FORMAT = 1
+# 2: each migration records how it was read and run (layout, transaction mode, the digest of
+# every statement, where staging started), so production runs exactly what staging ran.
+FORMAT = 2
 KIND = "pytest-dbgate gate record"
 ALGORITHM = "hmac-sha256"
 
@@ -35,6 +37,10 @@ class RecordedMigration:
     checksum: str
     hold_back: str | None
     staging: str  # what staging did with it: "applied" or "already applied"
+    layout: str  # how the folder was read: which part of the file is the migration
+    transaction: str  # "single" or "per statement"
+    statements: tuple[str, ...]  # the first 16 hex digits of each statement's SHA-256, in order
+    executed_from: int = 1  # the first statement staging ran (an earlier run had applied the rest)
 
 
 @dataclass(frozen=True)
@@ -133,6 +139,66 @@ class GateRecord:
         return lines
 
 
+def run_differences(
+    record: GateRecord,
+    pending: Sequence[Migration],
+    rel: dict[str, str],
+    applied_through: dict[str, int],
+) -> list[str]:
+    """How this run would apply the pending migrations differently from how staging ran them,
+    one line per migration: read another way (layout), run another way (transaction mode),
+    other statements, or statements staging did not run (``applied_through``: what production's
+    journal says it applied of each)."""
+    recorded = {m.version: m for m in record.migrations}
+    lines: list[str] = []
+    for m in pending:
+        was = recorded.get(m.version)
+        if was is None:
+            continue  # reported by differences()
+        where = rel[m.version]
+        if was.layout != m.layout:
+            lines.append(
+                f"{where}: staging read the folder as {was.layout}, this run as {m.layout} "
+                "(--dbgate-layout / dbgate_layout): it would run other statements than staging ran"
+            )
+            continue
+        if was.transaction != m.transaction_mode:
+            lines.append(
+                f"{where}: staging ran it {_mode(was.transaction)}, this run would run it "
+                f"{_mode(m.transaction_mode)}"
+            )
+            continue
+        digests = tuple(s.short_digest for s in m.statements)
+        if len(digests) != len(was.statements):
+            lines.append(
+                f"{where}: staging ran {len(was.statements)} statement(s), this run reads "
+                f"{len(digests)} in the file"
+            )
+            continue
+        changed = next(
+            (i for i, (a, b) in enumerate(zip(was.statements, digests, strict=True)) if a != b),
+            None,
+        )
+        if changed is not None:
+            lines.append(
+                f"{where}: statement {changed + 1} (line {m.statements[changed].line}) is not the "
+                "one staging ran"
+            )
+            continue
+        start = applied_through.get(m.version, 0) + 1
+        if start < was.executed_from:
+            lines.append(
+                f"{where}: production would run statements {start}-{was.executed_from - 1}, which "
+                f"staging did not run (it found them applied and started at statement "
+                f"{was.executed_from})"
+            )
+    return lines
+
+
+def _mode(transaction: str) -> str:
+    return "in one transaction" if transaction == "single" else "statement by statement"
+
+
 def _mac(body: dict[str, object], key: str) -> str:
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
     return hmac.new(key.encode(), canonical, hashlib.sha256).hexdigest()
@@ -144,8 +210,10 @@ def load(path: Path) -> GateRecord:
         raise RecordError.missing(path)
     try:
         document = json.loads(path.read_text())
-        if document.get("kind") != KIND or document.get("format") != FORMAT:
-            raise ValueError(f"not a {KIND} of format {FORMAT}")
+        if not isinstance(document, dict) or document.get("kind") != KIND:
+            raise ValueError(f"not a {KIND}")
+        if document.get("format") != FORMAT:
+            raise RecordError.old_format(path, document.get("format"), FORMAT)
         if document.get("passed") is not True:
             raise ValueError("it does not record a passing staging run")
         signature = document.get("signature")
@@ -154,7 +222,10 @@ def load(path: Path) -> GateRecord:
             plugin_version=str(document["plugin_version"]),
             source=RecordedServer(**document["source"]),
             staging=RecordedServer(**document["staging"]),
-            migrations=tuple(RecordedMigration(**m) for m in document["migrations"]),
+            migrations=tuple(
+                RecordedMigration(**{**m, "statements": tuple(m["statements"])})
+                for m in document["migrations"]
+            ),
             figures=dict(document.get("figures", {})),
             checks=tuple(document.get("checks", ())),
             signature=str(signature["value"]) if isinstance(signature, dict) else None,

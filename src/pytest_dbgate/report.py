@@ -86,6 +86,11 @@ class Results:
     mode: str
     items: dict[str, ItemResult] = field(default_factory=dict)
     generated: int = 0
+    # What a complete run runs (criteria and phased tests, before selection), and what was kept
+    # from it: paths a command-line --ignore skipped, collectors that failed.
+    expected: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    uncollected: list[str] = field(default_factory=list)
 
     def record(
         self,

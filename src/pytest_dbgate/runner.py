@@ -1,12 +1,19 @@
-"""Applying migrations in version order and recording them in the tracking table.
+"""Applying migrations in version order, each statement exactly once, whatever happens.
 
-A file runs in one transaction (all or nothing) unless it cannot: then statement by statement in
-autocommit, and a failure records exactly which statements had already run. The first failure
-stops the run; later files are left unapplied. Applying is lazy and incremental: asking for the
-outcome of migration *n* applies everything up to *n* once, whoever asks first.
+A file runs in one transaction with its ``dbgate.migrations`` row: all of it and its record, or
+nothing. A file that cannot (it holds ``CREATE INDEX CONCURRENTLY``, its own ``BEGIN``/``COMMIT``,
+``-- dbgate: no-transaction``) runs statement by statement, each with its journal row (see
+:mod:`pytest_dbgate.journal`): in the statement's transaction when it can share one, else marked
+*in doubt* before and *applied* after. A run resumes after the last statement the journal knows
+applied; a statement left in doubt by a crash is settled from the catalog where that can tell
+(an index that is there and valid), else the run stops and says how to check it. A failure to
+write the tracking tables stops the run as a failure of its own, with nothing more applied.
+
+The first failure stops the run; later files are left unapplied. Applying is lazy: asking for
+the outcome of migration *n* applies everything up to *n* once, whoever asks first.
 
 On production a :class:`Policy` adds a ``lock_timeout`` and bounded retries on lock timeouts
-(with backoff, dropping the INVALID index a failed ``CREATE INDEX CONCURRENTLY`` leaves), and
+(with backoff), which re-run only the statement that was refused, never a committed one, and
 hold-backs: a held-back migration waits until its period has passed since the migrations before
 it were applied, as the tracking table records.
 """
@@ -14,30 +21,34 @@ it were applied, as the tracking table records.
 from __future__ import annotations
 
 import contextlib
-import enum
+import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
 
 import psycopg
-from psycopg import pq, sql
 
+from pytest_dbgate.apply import (
+    MIGRATION_RECORDED,
+    RETRYABLE,
+    Applier,
+    Boundary,
+    StatementLog,
+    stop_failure,
+    tracking_failure,
+)
+from pytest_dbgate.config import MAX_RETRY_WAIT_S
+from pytest_dbgate.interruptions import Interruptions
+from pytest_dbgate.journal import APPLIED, IN_DOUBT, JournalEntry, TrackedMigration, Tracking
 from pytest_dbgate.layouts import version_key
 from pytest_dbgate.migrations import Migration, Statement
+from pytest_dbgate.outcomes import Attempt, Cause, Failure, Outcome, Status
+from pytest_dbgate.settle import drop_invalid_index, settle
 
 Conn = psycopg.Connection[tuple[object, ...]]
 Progress = Callable[[str], None]
-
-
-class StatementLog(Protocol):
-    """Told when each statement of a migration starts and ends (the lock monitor listens)."""
-
-    def started(self, statement: Statement) -> None: ...
-
-    def finished(self, statement: Statement, conn: Conn, in_transaction: bool) -> None: ...
 
 
 class _Unobserved:
@@ -51,172 +62,22 @@ class _Unobserved:
 # Something to run around each migration: it receives the migration and the migrating session.
 Watch = Callable[[Migration, Conn], AbstractContextManager[StatementLog]]
 
-TRACKING_SCHEMA = "dbgate"
-TRACKING_TABLE = "migrations"
-TRACKING = sql.Identifier(TRACKING_SCHEMA, TRACKING_TABLE)
-
-CREATE_TRACKING = sql.SQL(
-    """
-    CREATE SCHEMA IF NOT EXISTS {schema};
-    CREATE TABLE IF NOT EXISTS {table} (
-        version            text PRIMARY KEY,
-        name               text NOT NULL,
-        checksum           text NOT NULL,
-        success            boolean NOT NULL,
-        applied_at         timestamptz NOT NULL DEFAULT now(),
-        duration_ms        double precision NOT NULL,
-        statements_applied integer NOT NULL,
-        statements_total   integer NOT NULL,
-        error              text,
-        applied_by         text NOT NULL
-    )
-    """
-).format(schema=sql.Identifier(TRACKING_SCHEMA), table=TRACKING)
-
-RECORD = sql.SQL(
-    """
-    INSERT INTO {table} AS m (version, name, checksum, success, duration_ms,
-                              statements_applied, statements_total, error, applied_by)
-    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
-    ON CONFLICT (version) DO UPDATE SET
-        name = excluded.name, checksum = excluded.checksum, success = excluded.success,
-        applied_at = now(), duration_ms = excluded.duration_ms,
-        statements_applied = excluded.statements_applied,
-        statements_total = excluded.statements_total, error = excluded.error,
-        applied_by = excluded.applied_by
-    """
-).format(table=TRACKING)
-
-
-class Status(enum.Enum):
-    APPLIED = "applied"
-    ALREADY_APPLIED = "already applied"
-    FAILED = "failed"
-    CHECKSUM_CHANGED = "checksum changed"
-    NOT_APPLIED = "not applied"
-    HELD_BACK = "held back"
-
-
-# lock_not_available (lock_timeout) and deadlock_detected: another session was in the way.
-RETRYABLE = ("55P03", "40P01")
-MAX_RETRY_WAIT_S = 60.0
-
 
 @dataclass(frozen=True)
 class Policy:
-    """How production applies migrations: a lock_timeout and bounded retries with backoff."""
+    """How production applies migrations: a lock_timeout, bounded retries with backoff,
+    hold-backs, and the held-back migrations released early on purpose."""
 
     lock_timeout_ms: float
     retries: int
     retry_wait_s: float
     hold_backs: Mapping[str, timedelta] = field(default_factory=dict)  # by version
+    release_early: frozenset[str] = frozenset()  # versions
     sleep: Callable[[float], None] = time.sleep
 
     def wait(self, attempt: int) -> float:
         """Seconds before retry ``attempt`` (1-based): doubling, capped."""
         return float(min(self.retry_wait_s * 2 ** (attempt - 1), MAX_RETRY_WAIT_S))
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """A try that a lock timeout (or deadlock) stopped."""
-
-    error: str
-    statement_line: int | None
-    blockers: tuple[str, ...]
-    dropped_index: str | None = None
-    left_index: str | None = None  # an INVALID index that could not be dropped
-
-
-@dataclass(frozen=True)
-class Failure:
-    """Why a migration failed, located in its file."""
-
-    error: str
-    sqlstate: str | None
-    statement: Statement | None
-    line: int | None
-    statements_committed: int
-
-
-@dataclass(frozen=True)
-class Outcome:
-    migration: Migration
-    status: Status
-    duration_ms: float = 0.0
-    statements_run: int = 0
-    failure: Failure | None = None
-    blocked_by: Outcome | None = None
-    recorded_checksum: str | None = None
-    attempts: tuple[Attempt, ...] = ()
-    eligible_at: datetime | None = None
-    held_since: datetime | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status in (Status.APPLIED, Status.ALREADY_APPLIED)
-
-    def describe_failure(self, rel: Callable[[Migration], str]) -> str:
-        """The message a failing migration item shows: where, what, what state it left."""
-        m = self.migration
-        if self.status is Status.CHECKSUM_CHANGED:
-            return (
-                f"{rel(m)}: already applied with checksum {self.recorded_checksum}, but the file "
-                f"now has checksum {m.checksum}\n"
-                "  an applied migration must never change: restore the file as it was applied "
-                "and put the change in a new migration"
-            )
-        failure = self.failure
-        assert failure is not None
-        where = f"{rel(m)}:{failure.line}" if failure.line else rel(m)
-        code = f" [{failure.sqlstate}]" if failure.sqlstate else ""
-        lines = [f"{where}: {failure.error}{code}"]
-        if failure.statement is not None:
-            lines.append(f"    {failure.statement.excerpt()}")
-        if self.attempts:
-            lines.append(
-                f"  gave up after {len(self.attempts)} attempt(s), each stopped by lock_timeout: "
-                "another session held a lock the migration needed"
-            )
-            blockers = dict.fromkeys(b for a in self.attempts for b in a.blockers)
-            lines += [f"    in the way: {b}" for b in list(blockers)[:5]]
-            dropped = [a.dropped_index for a in self.attempts if a.dropped_index]
-            if dropped:
-                lines.append(
-                    "  the INVALID index each failed CREATE INDEX CONCURRENTLY left was dropped "
-                    f"({dropped[0]})"
-                )
-            left = next((a.left_index for a in self.attempts if a.left_index), None)
-            if left:
-                lines.append(
-                    f"  the INVALID index {left} it left could not be dropped (a session is in the "
-                    f"way): run DROP INDEX CONCURRENTLY {left}; before the next deploy"
-                )
-        total = len(m.statements)
-        if m.transactional:
-            lines.append(
-                f"  the file ran in one transaction, which was rolled back: none of its {total} "
-                "statements is applied"
-            )
-        else:
-            done = failure.statements_committed
-            ran = "statement 1" if done == 1 else f"statements 1-{done}"
-            lines.append(
-                f"  the file runs statement by statement ({m.autocommit_reason}): {ran} of "
-                f"{total} ran before the failure and stay applied; make the file safe to re-run "
-                "(IF NOT EXISTS, or a guarded DO block)"
-                if done
-                else f"  the file runs statement by statement ({m.autocommit_reason}): its first "
-                "statement failed"
-            )
-        if failure.statement is not None and failure.statement.concurrent_index:
-            lines.append(
-                "  a failed CREATE INDEX CONCURRENTLY leaves its index behind, INVALID: drop it "
-                f"(DROP INDEX CONCURRENTLY IF EXISTS {failure.statement.concurrent_index}) "
-                "before the file runs again"
-            )
-        lines.append("  fix the migration and re-run the gate; later migrations were not applied")
-        return "\n".join(lines)
 
 
 class Runner:
@@ -231,15 +92,28 @@ class Runner:
         watch: Watch | None = None,
         policy: Policy | None = None,
         blockers: Callable[[Statement], list[str]] | None = None,
+        boundary: Boundary | None = None,
+        interruptions: Interruptions | None = None,
     ) -> None:
         self._conn = conn
+        self._tracking = Tracking(conn)
         self._watch = watch
         self._policy = policy
         self._blockers = blockers
+        self._interruptions = interruptions
+        self._applier = Applier(
+            conn,
+            self._tracking,
+            policy.retries if policy else 0,
+            policy.wait if policy else lambda attempt: 0.0,
+            policy.sleep if policy else time.sleep,
+            boundary,
+            interruptions,
+        )
         self._migrations = list(migrations)
         self._progress = progress
         self._applied_by = applied_by
-        self._recorded: dict[str, tuple[str, bool, datetime]] | None = None
+        self._recorded: dict[str, TrackedMigration] | None = None
         self._now: datetime | None = None
         self._outcomes: list[Outcome] = []
 
@@ -251,29 +125,39 @@ class Runner:
     def started(self) -> bool:
         return bool(self._outcomes)
 
-    def recorded(self) -> dict[str, tuple[str, bool, datetime]]:
-        """What the tracking table said before this run: version → (checksum, success,
-        applied_at), and the server's clock, which hold-backs are counted by."""
-        if self._recorded is None:
-            self._conn.execute(CREATE_TRACKING)
-            rows = self._conn.execute(
-                sql.SQL("SELECT version, checksum, success, applied_at FROM {}").format(TRACKING)
-            ).fetchall()
-            self._recorded = {str(v): (str(c), bool(s), a) for v, c, s, a in rows}  # type: ignore[misc]
-            if self._policy is not None:
-                self._conn.execute(
-                    "SELECT set_config('lock_timeout', %s, false)",
-                    (f"{self._policy.lock_timeout_ms:.0f}ms",),
-                )
-            row = self._conn.execute("SELECT now()").fetchone()
-            assert row is not None and isinstance(row[0], datetime)
-            self._now = row[0]
+    def prepare(self) -> None:
+        """Create and read the tracking tables, read the server's clock (hold-backs count by
+        it) and set the session up; raises :class:`psycopg.Error`, before anything is applied."""
+        if self._recorded is not None:
+            return
+        self._tracking.create()
+        recorded = self._tracking.migrations()
+        if self._policy is not None:
+            self._conn.execute(
+                "SELECT set_config('lock_timeout', %s, false)",
+                (f"{self._policy.lock_timeout_ms:.0f}ms",),
+            )
+            if self._conn.info.server_version >= 140000:
+                # A statement a killed run left running is cancelled within a second, instead
+                # of holding its locks (and the gate lock) until it ends on its own.
+                self._conn.execute("SET client_connection_check_interval = '1s'")
+        row = self._conn.execute("SELECT now()").fetchone()
+        assert row is not None and isinstance(row[0], datetime)
+        self._now = row[0]
+        self._recorded = recorded
+
+    def recorded(self) -> dict[str, TrackedMigration]:
+        """What ``dbgate.migrations`` said before this run, by version."""
+        self.prepare()
+        assert self._recorded is not None
         return self._recorded
 
     def outcome(self, index: int) -> Outcome:
         """The outcome of migration ``index``, applying everything before it first."""
-        while len(self._outcomes) <= index:
-            self._outcomes.append(self._next(self._migrations[len(self._outcomes)]))
+        held = self._interruptions.held() if self._interruptions else contextlib.nullcontext()
+        with held:
+            while len(self._outcomes) <= index:
+                self._outcomes.append(self._next(self._migrations[len(self._outcomes)]))
         return self._outcomes[index]
 
     def apply_all(self) -> list[Outcome]:
@@ -281,23 +165,41 @@ class Runner:
             self.outcome(len(self._migrations) - 1)
         return list(self._outcomes)
 
+    # -- one migration -----------------------------------------------------------------------
+
     def _next(self, migration: Migration) -> Outcome:
         # Facts about applied files are reported whatever happened before them, so every
         # edited file shows up at once; only pending files wait for earlier failures.
         recorded = self.recorded().get(migration.version)
-        if recorded is not None and recorded[1]:
-            if recorded[0] != migration.checksum:
-                return Outcome(migration, Status.CHECKSUM_CHANGED, recorded_checksum=recorded[0])
+        if recorded is not None and recorded.success:
+            if recorded.checksum != migration.checksum:
+                return Outcome(
+                    migration, Status.CHECKSUM_CHANGED, recorded_checksum=recorded.checksum
+                )
             return Outcome(migration, Status.ALREADY_APPLIED)
         blocker = next((o for o in self._outcomes if not o.ok), None)
         if blocker is not None:
             return Outcome(migration, Status.NOT_APPLIED, blocked_by=blocker)
+        early = False
         hold_back = self._policy.hold_backs.get(migration.version) if self._policy else None
         if hold_back is not None:
             held = self._held(migration, hold_back)
             if held is not None:
-                return held
-        return self._apply(migration)
+                assert self._policy is not None
+                if migration.version not in self._policy.release_early:
+                    return held
+                early = True
+                self._progress(
+                    f"{migration.id}: held back until {held.eligible_at:%Y-%m-%d %H:%M %Z}, "
+                    "released early by --dbgate-release-early"
+                )
+        self._applier.stop_if_asked(f"before {migration.id}")
+        try:
+            return self._apply(migration, early)
+        except psycopg.Error as exc:  # reading the journal, or the session lost between steps
+            known = self._applier.known.get(migration.version, 0)
+            failure = stop_failure(self._conn, exc, None, known)
+            return Outcome(migration, Status.FAILED, failure=failure)
 
     def _held(self, migration: Migration, hold_back: timedelta) -> Outcome | None:
         """A held-back migration's outcome while it must wait, or ``None`` once it may run.
@@ -310,9 +212,9 @@ class Runner:
             since = self._now
         else:
             earlier = [
-                applied_at
-                for version, (_, ok, applied_at) in self.recorded().items()
-                if ok and version_key(version) < version_key(migration.version)
+                row.applied_at
+                for version, row in self.recorded().items()
+                if row.success and version_key(version) < version_key(migration.version)
             ]
             if not earlier:
                 return None  # nothing before it: no release to wait behind
@@ -322,62 +224,141 @@ class Runner:
             return None
         return Outcome(migration, Status.HELD_BACK, eligible_at=eligible, held_since=since)
 
-    def _apply(self, migration: Migration) -> Outcome:
+    def _apply(self, migration: Migration, early: bool) -> Outcome:
+        resumed, notes, stop = self._resume(migration)
+        if stop is not None:
+            self._record_failure(migration, stop, 0.0)
+            return Outcome(migration, Status.FAILED, failure=stop, resumed_after=resumed)
         how = "in one transaction" if migration.transactional else "statement by statement"
         count = len(migration.statements)
         noun = "statement" if count == 1 else "statements"
-        self._progress(f"applying {migration.id} ({count} {noun}, {how})")
+        resuming = (
+            f", resuming after statement {resumed}: an earlier run applied 1-{resumed}"
+            if resumed
+            else ""
+        )
+        self._progress(f"applying {migration.id} ({count} {noun}, {how}{resuming})")
         watching: AbstractContextManager[StatementLog] = (
             self._watch(migration, self._conn)
             if self._watch is not None
             else contextlib.nullcontext(_Unobserved())
         )
         attempts: list[Attempt] = []
+        applied_by = self._applied_by + (
+            "; released early (--dbgate-release-early)" if early else ""
+        )
+        started = time.monotonic()
         with watching as timeline:
-            started = time.monotonic()
-            done = 0
+            done = resumed
             while True:
                 failure = (
-                    self._run_transactional(migration, timeline)
+                    self._applier.transactional(migration, timeline, applied_by, started)
                     if migration.transactional
-                    else self._run_autocommit(migration, timeline, done)
+                    else self._applier.stepwise(migration, timeline, done, applied_by)
                 )
+                if failure is not None and failure.cause is Cause.STATEMENT:
+                    # Cancelled because the run was asked to stop: not the migration's fault,
+                    # and what it did is rolled back or recorded.
+                    self._applier.stop_if_asked(
+                        f"in {migration.id}, whose statement {failure.ordinal} was cancelled "
+                        "and rolled back"
+                    )
                 if failure is None or not self._retry(migration, failure, attempts):
                     break
-                done = failure.statements_committed
-            duration_ms = (time.monotonic() - started) * 1000
-        total = len(migration.statements)
-        run = total if failure is None else failure.statements_committed
-        self._conn.execute(
-            RECORD,
-            (
-                migration.version,
-                migration.name,
-                migration.checksum,
-                failure is None,
-                duration_ms,
-                run,
-                total,
-                None if failure is None else failure.error,
-                self._applied_by,
-            ),
-        )
+                done = self._applier.applied_through(migration)
+        duration_ms = (time.monotonic() - started) * 1000
+        if failure is None and not migration.transactional:
+            failure = self._record_success(migration, duration_ms, applied_by)
+        run = count if failure is None else failure.statements_committed
         if failure is not None:
+            self._record_failure(migration, failure, duration_ms)
             self._progress(f"{migration.id} FAILED after {duration_ms / 1000:.1f}s")
             return Outcome(
-                migration, Status.FAILED, duration_ms, run, failure, attempts=tuple(attempts)
+                migration,
+                Status.FAILED,
+                duration_ms,
+                run - resumed,
+                failure,
+                attempts=tuple(attempts),
+                resumed_after=resumed,
+                notes=notes,
             )
+        self._applier.point(MIGRATION_RECORDED, migration, None)
         self._progress(f"{migration.id} applied in {duration_ms / 1000:.1f}s")
-        return Outcome(migration, Status.APPLIED, duration_ms, run, attempts=tuple(attempts))
+        outcome = Outcome(
+            migration,
+            Status.APPLIED,
+            duration_ms,
+            run - resumed,
+            attempts=tuple(attempts),
+            resumed_after=resumed,
+            notes=notes,
+            released_early=early,
+        )
+        self._applier.stop_if_asked(f"after {migration.id}")
+        return outcome
+
+    # -- where to start ---------------------------------------------------------------------
+
+    def _resume(self, migration: Migration) -> tuple[int, tuple[str, ...], Failure | None]:
+        """How many statements an earlier run applied (the journal, checked against the file),
+        with any in-doubt statement settled; or the failure that stops the run there."""
+        entries = self._tracking.journal(migration.version).get(migration.version, [])
+        if not entries:
+            return 0, (), None
+        statements = migration.statements
+        applied = [e.ordinal for e in entries if e.state == APPLIED]
+        through = max(applied, default=0)
+        for entry in entries:
+            if entry.ordinal > len(statements) or statements[entry.ordinal - 1].digest != (
+                entry.digest
+            ):
+                return through, (), _misfit(migration, entry, through)
+        if migration.transactional:
+            return (
+                through,
+                (),
+                Failure(
+                    f"an earlier run applied statements of this file one by one (up to "
+                    f"statement {max(e.ordinal for e in entries)}, recorded in dbgate.statements), "
+                    "but the file now runs in one transaction, which would run them again",
+                    None,
+                    None,
+                    None,
+                    through,
+                    Cause.JOURNAL,
+                ),
+            )
+        notes: list[str] = []
+        for entry in entries:
+            if entry.state != IN_DOUBT:
+                continue
+            statement = statements[entry.ordinal - 1]
+            settled = settle(self._conn, self._tracking, entry, statement)
+            if isinstance(settled, Failure):
+                return through, tuple(notes), _located(settled, through)
+            notes.append(
+                f"statement {entry.ordinal} (line {statement.line}) was in doubt after an "
+                f"earlier run stopped: {settled.reason}"
+            )
+            self._progress(f"{migration.id}: {notes[-1]}")
+            if settled.applied:
+                through = max(through, entry.ordinal)
+        self._applier.known[migration.version] = through
+        return through, tuple(notes), None
+
+    # -- after a failure ---------------------------------------------------------------------
 
     def _retry(self, migration: Migration, failure: Failure, attempts: list[Attempt]) -> bool:
         """After a lock timeout: clean up, wait, and say whether to try again."""
         policy = self._policy
-        if policy is None or failure.sqlstate not in RETRYABLE:
+        if policy is None or failure.cause is not Cause.STATEMENT:
+            return False
+        if failure.sqlstate not in RETRYABLE:
             return False
         statement = failure.statement
         blockers = tuple(self._blockers(statement)) if self._blockers and statement else ()
-        dropped, left = self._drop_invalid_index(statement) if statement else (None, None)
+        dropped, left = drop_invalid_index(self._conn, statement) if statement else (None, None)
         attempts.append(Attempt(failure.error, failure.line, blockers, dropped, left))
         if len(attempts) > policy.retries or left:
             return False
@@ -389,85 +370,67 @@ class Runner:
         policy.sleep(wait)
         return True
 
-    def _drop_invalid_index(self, statement: Statement) -> tuple[str | None, str | None]:
-        """A failed CREATE INDEX CONCURRENTLY leaves its index INVALID: drop it before a retry
-        (only if it is there and invalid: never an index someone else built). Returns (dropped,
-        left behind)."""
-        name = statement.concurrent_index
-        if not name or name == "(unnamed)":
-            return None, None
-        find = (
-            "SELECT i.indexrelid::regclass::text FROM pg_index i"
-            " WHERE i.indexrelid = to_regclass(%s) AND NOT i.indisvalid"
-        )
-        row = self._conn.execute(find, (name,)).fetchone()
-        if row is None:
-            return None, None
-        qualified = str(row[0])
-        drop = sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
-            sql.SQL(".").join(sql.Identifier(part) for part in _split_qualified(qualified))
-        )
-        try:
-            self._conn.execute(drop)
-        except psycopg.Error:
-            return None, qualified
-        return qualified, None
-
-    def _run_transactional(self, migration: Migration, log: StatementLog) -> Failure | None:
-        current: Statement | None = None
-        try:
-            with self._conn.transaction():
-                for statement in migration.statements:
-                    current = statement
-                    log.started(statement)
-                    self._conn.execute(statement.text)
-                    log.finished(statement, self._conn, in_transaction=True)
-        except psycopg.Error as exc:
-            return _failure(exc, current, 0)
-        return None
-
-    def _run_autocommit(
-        self, migration: Migration, log: StatementLog, start: int = 0
+    def _record_success(
+        self, migration: Migration, duration_ms: float, applied_by: str
     ) -> Failure | None:
-        for done, statement in enumerate(migration.statements):
-            if done < start:
-                continue  # committed by an earlier attempt
-            log.started(statement)
-            try:
-                self._conn.execute(statement.text)
-                log.finished(statement, self._conn, in_transaction=False)
-            except psycopg.Error as exc:
-                if self._conn.info.transaction_status != pq.TransactionStatus.IDLE:
-                    # The file opened a transaction of its own and failed inside it.
-                    self._conn.execute("ROLLBACK")
-                return _failure(exc, statement, done)
-        if self._conn.info.transaction_status != pq.TransactionStatus.IDLE:
-            self._conn.execute("ROLLBACK")
-            return Failure(
-                "the file left a transaction open (BEGIN without COMMIT); it was rolled back",
-                None,
-                None,
-                None,
+        """The row of a statement-by-statement file, once every statement is recorded."""
+        try:
+            self._tracking.write_migration(
+                migration,
+                success=True,
+                duration_ms=duration_ms,
+                applied=len(migration.statements),
+                error=None,
+                applied_by=applied_by,
+            )
+        except psycopg.Error as exc:
+            return tracking_failure(
+                exc,
+                "dbgate.migrations",
+                "every statement is applied and recorded in dbgate.statements; only the "
+                "migration's own row is missing, which the next run writes without running "
+                "anything",
                 len(migration.statements),
             )
         return None
 
+    def _record_failure(self, migration: Migration, failure: Failure, duration_ms: float) -> None:
+        """The failed attempt in dbgate.migrations, when the session still allows it."""
+        if self._conn.broken:
+            return
+        with contextlib.suppress(psycopg.Error):
+            self._tracking.write_migration(
+                migration,
+                success=False,
+                duration_ms=duration_ms,
+                applied=failure.statements_committed,
+                error=failure.error,
+                applied_by=self._applied_by,
+            )
 
-def _failure(exc: psycopg.Error, statement: Statement | None, committed: int) -> Failure:
-    diag = exc.diag
-    message = diag.message_primary or str(exc).splitlines()[0]
-    if diag.message_detail:
-        message += f" ({diag.message_detail})"
-    line = statement.line if statement else None
-    position = diag.statement_position
-    if statement is not None and position and position.isdigit():
-        line = statement.line_of(int(position))
-    return Failure(f"ERROR: {message}", diag.sqlstate, statement, line, committed)
+
+def _misfit(migration: Migration, entry: JournalEntry, through: int) -> Failure:
+    statements = migration.statements
+    when = f"{entry.started_at:%Y-%m-%d %H:%M %Z}"
+    if entry.ordinal > len(statements):
+        what = f"the file now has only {len(statements)} statements"
+        statement = None
+    else:
+        statement = statements[entry.ordinal - 1]
+        what = f"the file's statement {entry.ordinal} (line {statement.line}) is not that one"
+    return Failure(
+        f"an earlier run applied statement {entry.ordinal} of this file on {when} "
+        f"(recorded in dbgate.statements), but {what}: the statements applied then must not "
+        "change",
+        None,
+        statement,
+        statement.line if statement else None,
+        through,
+        Cause.JOURNAL,
+        entry.ordinal,
+    )
 
 
-def _split_qualified(name: str) -> list[str]:
-    """``schema.index`` as regclass prints it (quoted where needed) → its parts, unquoted."""
-    import csv
-
-    row = next(csv.reader([name], delimiter=".", quotechar='"'))
-    return [part for part in row if part]
+def _located(failure: Failure, through: int) -> Failure:
+    """An in-doubt failure from :func:`settle`, with what the file has applied so far."""
+    return dataclasses.replace(failure, statements_committed=through)

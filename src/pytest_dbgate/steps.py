@@ -18,15 +18,17 @@ import psycopg
 
 from pytest_dbgate.config import GateConfig
 from pytest_dbgate.connections import Endpoint
-from pytest_dbgate.exceptions import CriterionFailed, DbgateError, Figure
+from pytest_dbgate.exceptions import ConfigError, CriterionFailed, DbgateError, Figure
 from pytest_dbgate.lint import Finding, lint
-from pytest_dbgate.migrations import Migration, hold_backs
+from pytest_dbgate.migrations import Migration, hold_backs, released_early
 from pytest_dbgate.provisioning import ServerIdentity
 
 if TYPE_CHECKING:
+    from pytest_dbgate.apply import Boundary
     from pytest_dbgate.commands import CommandResult
+    from pytest_dbgate.outcomes import Outcome
     from pytest_dbgate.report import Results
-    from pytest_dbgate.runner import Outcome, Runner
+    from pytest_dbgate.runner import Runner
 
 T = TypeVar("T")
 Conn = psycopg.Connection[tuple[object, ...]]
@@ -90,8 +92,14 @@ class Run:
         self.selected: set[Reporter] = set()
         self._stack = ExitStack()
         self._memo: dict[str, object] = {}
-        # Read when the run opens: an unknown name in dbgate_holdbacks is bad input.
+        # Read when the run opens: an unknown name in dbgate_holdbacks, or a hold-back shorter
+        # than its file's, is bad input.
         self.hold_backs = hold_backs(migrations, config.holdbacks)
+        if config.release_early and config.mode != "production":
+            raise ConfigError.release_early_outside_production()
+        self.release_early = released_early(migrations, config.release_early, self.hold_backs)
+        # Told at each point of applying a migration (pytest_dbgate_boundary); set by the plugin.
+        self.boundary: Boundary | None = None
         # The lint's findings, read when the run opens: a bad ignore directive is bad input.
         self.findings: dict[str, list[Finding]] = lint(migrations) if self.lints else {}
 

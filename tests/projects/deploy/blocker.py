@@ -11,6 +11,12 @@ import psycopg
 import pytest
 
 HELD: dict[str, psycopg.Connection] = {}
+TIMERS: list[threading.Timer] = []
+
+
+def _release(conn: psycopg.Connection) -> None:
+    if not conn.closed:
+        conn.rollback()
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -23,10 +29,14 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     HELD["conn"] = conn
     hold_for = float(os.environ.get("BLOCK_FOR", "0"))
     if hold_for:
-        threading.Timer(hold_for, conn.rollback).start()
+        timer = threading.Timer(hold_for, _release, (conn,))
+        TIMERS.append(timer)
+        timer.start()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    for timer in TIMERS:
+        timer.cancel()
     conn = HELD.pop("conn", None)
     if conn is not None:
         conn.close()

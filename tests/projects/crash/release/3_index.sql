@@ -1,0 +1,1 @@
+CREATE INDEX CONCURRENTLY accounts_n_idx ON accounts (n);
