@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 from pytest_dbgate.connections import Endpoint, connection
 from pytest_dbgate.locks import blocks, sql_mode, touched_relations
 from pytest_dbgate.migrations import discover
+from pytest_dbgate.provisioning import load_seed
 
 from .conftest import PROJECTS, REPO, Project, example, url
 
@@ -46,11 +48,26 @@ def test_modes_are_spelt_as_sql() -> None:
 def test_touched_tables_include_what_do_blocks_and_references_name() -> None:
     by_name = {m.name: m for m in discover(REPO / "migrations")}
     assert touched_relations(by_name["backfill_recipes_category_id"]) == [
-        "recipe_categories",
-        "recipes",
+        '"recipe_categories"',
+        '"recipes"',
     ]
     fk = touched_relations(by_name["fix_recipe_category_fields_fk"])
-    assert "recipes" in fk and "recipe_categories" in fk
+    assert '"recipes"' in fk and '"recipe_categories"' in fk
+
+
+def test_touched_tables_are_named_as_the_sql_spells_them(tmp_path: Path) -> None:
+    (tmp_path / "1_m.sql").write_text(
+        'ALTER TABLE "Document" ADD COLUMN "Title2" text;\n'
+        'UPDATE app."My Table" SET n = 1;\n'
+        'INSERT INTO document SELECT * FROM "Qu""ote";\n'
+    )
+    (migration,) = discover(tmp_path)
+    assert touched_relations(migration) == [
+        '"Document"',
+        '"app"."My Table"',
+        '"document"',
+        '"Qu""ote"',
+    ]
 
 
 def test_a_long_lock_that_blocks_writes_fails_with_table_mode_and_duration(
@@ -277,3 +294,25 @@ def test_sigterm_stops_everything_the_gate_started(pytester: pytest.Pytester) ->
     processes = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert not any(name in processes for name in servers), "no server process is left"
     assert "Traceback" not in output
+
+
+MIXED = PROJECTS / "mixed_case"
+
+
+def test_traffic_goes_to_the_table_the_migration_names_whatever_its_case(
+    project: Project, source_server: Endpoint, staging_server: Endpoint
+) -> None:
+    source = load_seed(source_server, "mixed_case", [MIXED / "seed.sql"])
+    project.migrations(MIXED / "release").ini(dbgate_max_regression="off")
+    result = project.against(source, staging_server).run("-k", "migrate", "--junitxml=gate.xml")
+    assert "InvalidName" not in result.stdout.str()
+    results = json.loads((project.path / ".dbgate" / "staging-results.json").read_text())
+    figures = {i["nodeid"]: i["figures"] for i in results["items"]}
+    document = figures["dbgate::migrate::locks[20260101000000_index_document_title]"]
+    assert document["traffic_tables"] == '"Document"'  # not the empty lower-case twin
+    assert int(document["probes"]) > 0
+    spaced = figures["dbgate::migrate::locks[20260101000100_note_on_my_table]"]
+    assert spaced["traffic_tables"] == '"My Table"'
+    assert int(spaced["probes"]) > 0
+    outcomes = {i["nodeid"]: i["outcome"] for i in results["items"]}
+    assert outcomes["dbgate::migrate::applied[20260101000100_note_on_my_table]"] == "passed"

@@ -111,7 +111,14 @@ class _Relations(Visitor):
     def visit_RangeVar(self, parent: object, node: object) -> None:
         schema = getattr(node, "schemaname", None)
         name = str(getattr(node, "relname", ""))
-        self.names.append(f"{schema}.{name}" if schema else name)
+        self.names.append(quoted(schema, name))
+
+
+def quoted(*parts: str | None) -> str:
+    """A relation's name as SQL spells it, each part quoted (``"app"."Document"``), so
+    ``to_regclass`` finds exactly the relation the statement named, whatever its case or
+    characters. (The parser has already folded unquoted names to lower case.)"""
+    return ".".join('"' + part.replace('"', '""') + '"' for part in parts if part)
 
 
 def touched_relations(migration: Migration) -> list[str]:

@@ -1,0 +1,2 @@
+-- CreateIndex
+CREATE INDEX "Document_Title_idx" ON "Document"("Title");

@@ -1,0 +1,2 @@
+-- AlterTable
+ALTER TABLE "My Table" ADD COLUMN "Note" TEXT;
