@@ -364,3 +364,30 @@ def test_a_staging_dir_the_server_account_cannot_reach_falls_back_to_a_throwaway
             "runs as cannot enter /tmp/pytest-of-root*; the snapshot cache lasts this run only*"
         ]
     )
+
+
+def test_a_dump_file_judges_lint_findings_by_the_rows_it_restores(
+    deploy_project: Project, deploy_db: Endpoint, binaries: PgBinaries
+) -> None:
+    """The same release fails the same lint item whether staging comes from the server or from
+    its dump: sizes are counted on the copy, not taken from a source a dump file does not have."""
+    project = deploy_project
+    folder = project.path / "migrations"
+    shutil.rmtree(folder)
+    folder.mkdir()
+    (folder / "20260101000000_index_kind.sql").write_text(
+        "CREATE INDEX events_kind ON events (kind);\n"
+    )
+    lint = "migrations/20260101000000_index_kind.sql::lint"
+    from_server = project.run("-k", "lint", "-rA")
+    assert from_server.ret == pytest.ExitCode.TESTS_FAILED
+    assert "index-not-concurrent" in from_server.stdout.str()
+    _dump(deploy_db, binaries, project.path / "prod.dump", "custom")
+    project.monkeypatch.delenv("PROD_DATABASE_URL")
+    from_file = project.run("--dbgate-snapshot=prod.dump", "-k", "lint or snapshot", "-rA")
+    assert from_file.ret == pytest.ExitCode.TESTS_FAILED, from_file.stdout.str()
+    items = _items(project)
+    assert items[lint]["outcome"] == "failed"
+    assert "-1 rows" not in from_file.stdout.str()
+    restored = items["snapshot_restored"]["figures"]
+    assert isinstance(restored, dict) and restored["rows_source"] == "not counted"

@@ -160,7 +160,7 @@ class SnapshotRestored(Criterion[Gate]):
             "from_file": snap.from_file or "",
             "staging_database": snap.staging.display(),
             "tables": len(snap.tables),
-            "rows_source": snap.source_rows,
+            "rows_source": snap.source_rows if snap.source_rows is not None else "not counted",
             "rows_staging": snap.staging_rows,
             "dump_bytes": snap.dump_bytes,
             "dump_seconds": round(snap.dump_seconds, 3),
@@ -172,7 +172,7 @@ class SnapshotRestored(Criterion[Gate]):
         if wrong:
             lines = [
                 f"    {t.qualified}: source {t.source_rows} rows, staging "
-                + ("missing" if t.staging_rows < 0 else f"{t.staging_rows} rows")
+                + ("missing" if t.staging_rows is None else f"{t.staging_rows} rows")
                 for t in wrong[:15]
             ]
             more = f"\n    … and {len(wrong) - 15} more" if len(wrong) > 15 else ""
@@ -1032,14 +1032,15 @@ class MigrationLinted(Criterion[Run]):
 
 
 def _table_rows(gate: Run) -> dict[str, int] | None:
-    """Rows per table of the restored copy (by unqualified name), when there is one."""
+    """Rows per table of the restored copy as counted on staging (by unqualified name), when
+    there is one: the source of a dump file is not there to count, the copy is."""
     if not isinstance(gate, Gate):
         return None
     try:
         snapshot = gate.snapshot()
     except StepFailed:
         return None
-    return {t.table: t.source_rows for t in snapshot.tables}
+    return {table: rows for (_, table), rows in snapshot.rows().items()}
 
 
 def lint_checklist(run: Run) -> list[Criterion[Any]]:

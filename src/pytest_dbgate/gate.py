@@ -300,7 +300,7 @@ class Gate(Run):
         )
         fresh = origin.take(cache)
         counts = {
-            (t.schema, t.table): t.source_rows if t.source_rows >= 0 else t.staging_rows
+            (t.schema, t.table): t.source_rows if t.source_rows is not None else t.staging_rows or 0
             for t in fresh.tables
         }
         assert fresh.taken_at is not None
@@ -344,7 +344,7 @@ class Gate(Run):
         source_counts = count_rows(source.conn)
         cloned = count_rows(staging.conn)
         tables = tuple(
-            TableCount(schema, table, rows, cloned.get((schema, table), -1))
+            TableCount(schema, table, rows, cloned.get((schema, table)))
             for (schema, table), rows in source_counts.items()
         )
         return Snapshot(staging.endpoint, tables, 0, 0.0, 0.0, (), cloned_by=command)
@@ -381,7 +381,7 @@ class Gate(Run):
             restored = count_rows(conn)
         from_file = str(self.dump.path) if self.dump is not None else None
         tables = tuple(
-            TableCount(schema, table, -1 if from_file else rows, restored.get((schema, table), -1))
+            TableCount(schema, table, None if from_file else rows, restored.get((schema, table)))
             for (schema, table), rows in cached.counts.items()
         )
         self.progress(f"cloned in {clone_seconds:.1f}s")

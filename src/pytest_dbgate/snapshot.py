@@ -55,10 +55,13 @@ Conn = psycopg.Connection[tuple[object, ...]]
 
 @dataclass(frozen=True)
 class TableCount:
+    """A table's rows on the source and on staging; ``None`` where there is no count: the
+    source of a dump file is not there to count, and a table missing on staging has none."""
+
     schema: str
     table: str
-    source_rows: int
-    staging_rows: int
+    source_rows: int | None
+    staging_rows: int | None
 
     @property
     def qualified(self) -> str:
@@ -86,16 +89,22 @@ class Snapshot:
     @property
     def mismatched(self) -> tuple[TableCount, ...]:
         if self.cloned_by is not None or self.from_file is not None:
-            return tuple(t for t in self.tables if t.staging_rows < 0)
+            return tuple(t for t in self.tables if t.staging_rows is None)
         return tuple(t for t in self.tables if t.source_rows != t.staging_rows)
 
     @property
-    def source_rows(self) -> int:
-        return sum(t.source_rows for t in self.tables)
+    def source_rows(self) -> int | None:
+        """Rows on the source, in all; ``None`` when the source was not counted."""
+        counts = [t.source_rows for t in self.tables]
+        return None if any(c is None for c in counts) else sum(c or 0 for c in counts)
 
     @property
     def staging_rows(self) -> int:
-        return sum(t.staging_rows for t in self.tables)
+        return sum(t.staging_rows or 0 for t in self.tables)
+
+    def rows(self) -> dict[tuple[str, str], int]:
+        """Rows per (schema, table) as restored on staging: what the copy really holds."""
+        return {(t.schema, t.table): t.staging_rows or 0 for t in self.tables}
 
 
 def count_rows(conn: Conn) -> dict[tuple[str, str], int]:
@@ -161,7 +170,7 @@ def refresh(
     staging_counts = settle(staging)
     progress(f"restored in {restore_seconds:.1f}s")
     tables = tuple(
-        TableCount(schema, table, rows, staging_counts.get((schema, table), -1))
+        TableCount(schema, table, rows, staging_counts.get((schema, table)))
         for (schema, table), rows in source_counts.items()
     )
     return Snapshot(
@@ -186,7 +195,7 @@ def restore_file(
         seconds, problems = restore_plain(dump, staging, client, progress)
     counts = settle(staging)
     progress(f"restored in {seconds:.1f}s")
-    tables = tuple(TableCount(s, t, -1, n) for (s, t), n in counts.items())
+    tables = tuple(TableCount(s, t, None, n) for (s, t), n in counts.items())
     return Snapshot(
         staging,
         tables,
