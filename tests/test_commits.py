@@ -25,6 +25,8 @@ def statements(tmp_path: Path, text: str) -> tuple[Statement, ...]:
         ("DO $$ BEGIN LOOP ROLLBACK; EXIT; END LOOP; END $$", True, True),
         ("DO LANGUAGE plpython3u $$ plpy.execute('select 1') $$", True, True),
         ("CALL backfill(1000)", True, True),
+        ("DO $$ BEGIN FOR i IN 0..1 LOOP CALL plus_batch(i); END LOOP; END $$", True, True),
+        ("DO $$ BEGIN BEGIN PERFORM 1; EXCEPTION WHEN OTHERS THEN COMMIT; END; END $$", True, True),
         ("CREATE INDEX CONCURRENTLY i ON t (n)", True, False),
         ("VACUUM t", True, False),
         ("CREATE INDEX i ON t (n)", False, False),

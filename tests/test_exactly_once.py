@@ -14,6 +14,8 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
@@ -395,3 +397,129 @@ def test_the_gate_lock_message_tells_a_killed_run_from_a_live_one(
         assert "this session is what a killed run left behind" in text
     assert f"SELECT pg_terminate_backend({server_pid})" in text
     assert applied_versions(deploy_db) == []
+
+
+# -- what the break test found -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("unlock", ["DISCARD ALL", "SELECT pg_advisory_unlock_all()"])
+def test_a_migration_that_lets_go_of_its_locks_does_not_let_a_second_run_in(
+    deploy_project: Project, deploy_db: Endpoint, unlock: str
+) -> None:
+    release(
+        deploy_project,
+        {
+            "1_unlock.sql": f"-- dbgate: no-transaction\n{unlock};\n"
+            + PLUS
+            + "SELECT pg_sleep(3);\nUPDATE accounts SET email = email || '!';\n"
+        },
+    )
+    shutil.copy(PROJECTS / "crash" / "conftest.py", deploy_project.path / "conftest.py")
+    staged(deploy_project)
+    pid = os.fork()
+    if pid == 0:  # the first run, left alone
+        status = 99
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 1)
+            os.dup2(null, 2)
+            status = int(deploy_project.deploy().ret)
+        finally:
+            os._exit(status)
+    # The second run starts while the first sleeps, after its statement let go of its locks.
+    deadline = time.monotonic() + 10
+    while emails(deploy_db) != {"+"} and time.monotonic() < deadline:
+        time.sleep(0.1)
+    second = deploy_project.deploy("-rA")
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    # The second run waited for the first's lock (up to 5 s) instead of joining in, then found
+    # the migration applied; before, it resumed the first run's file beside it: "+!!".
+    assert second.ret == 0, second.stdout.str()
+    second.stdout.fnmatch_lines(["deploy *applied[[]1_unlock[]] *passed *already applied"])
+    assert emails(deploy_db) == {"+!"}  # each statement once
+
+
+def test_sigterm_during_a_waiting_concurrent_index_build_leaves_it_clean(
+    deploy_project: Project, deploy_db: Endpoint
+) -> None:
+    index = "CREATE INDEX CONCURRENTLY events_kind_idx ON events (kind);\n"
+    release(deploy_project, {"1_idx.sql": index})
+    shutil.copy(PROJECTS / "crash" / "conftest.py", deploy_project.path / "conftest.py")
+    staged(deploy_project)
+    deploy_project.monkeypatch.setenv("PYTEST_ADDOPTS", "--dbgate-lock-timeout=8000")
+    writer = connect(deploy_db, "test", "test")  # the build waits for this transaction
+    writer.execute("BEGIN")
+    writer.execute("UPDATE events SET kind = kind WHERE id = 1")
+    threading.Timer(2.0, writer.close).start()  # … which ends a second after the SIGTERM
+    ended = deploy_project.deploy_killed("SIGTERM", "statement:marked 1_idx 1", delay=1.0)
+    assert ended == -pytest.ExitCode.INTERRUPTED
+    with connection(deploy_db, "test", "test") as conn:
+        left = conn.execute("SELECT to_regclass('events_kind_idx')").fetchone()
+    assert left == (None,)  # the cancelled build's INVALID index was dropped
+    again = deploy_project.deploy()
+    assert again.ret == 0, again.stdout.str()
+
+
+DBMATE_HELD = """-- dbgate: hold-back 7d
+-- The old application still reads old_events: drop it a week after the release.
+-- migrate:up
+DROP VIEW old_events;
+
+-- migrate:down
+CREATE VIEW old_events AS SELECT id, at FROM events;
+"""
+
+
+def test_a_dbmate_hold_back_above_migrate_up_is_the_files(
+    deploy_project: Project, deploy_db: Endpoint
+) -> None:
+    with connection(deploy_db, "test", "test") as conn:
+        conn.execute("CREATE VIEW old_events AS SELECT id, at FROM events")
+    release(
+        deploy_project,
+        {
+            "20260101000000_add_note.sql": DBMATE,
+            "20260101000200_drop_old_events.sql": DBMATE_HELD,
+        },
+    )
+    staged(deploy_project)
+    record = json.loads((deploy_project.path / ".dbgate" / "gate-record.json").read_text())
+    assert record["migrations"][1]["hold_back"] == "7d"
+    assert deploy_project.deploy().ret == 0
+    with connection(deploy_db, "test", "test") as conn:
+        views = conn.execute("SELECT viewname FROM pg_views WHERE schemaname = 'public'")
+        assert views.fetchall() == [("old_events",)]
+
+
+def test_release_early_cannot_sit_in_the_ini_addopts(deploy_project: Project) -> None:
+    staged(deploy_project)
+    deploy_project.ini(addopts=f"--dbgate-release-early={CLEANUP}")
+    result = deploy_project.deploy()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--dbgate-release-early is in the ini file's addopts" in result.stderr.str()
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        "pytest.importorskip('no_such_driver')",
+        "pytest.skip('no driver here', allow_module_level=True)",
+    ],
+)
+def test_a_test_module_of_the_gate_skipped_whole_withholds_the_record(
+    deploy_project: Project, head: str
+) -> None:
+    deploy_project.pytester.makepyfile(test_app=f"import pytest\n{head}\n{APP_TEST}")
+    result = deploy_project.run("-rs")
+    assert "test_app.py (skipped whole): not collected" in result.stdout.str()
+    assert not (deploy_project.path / ".dbgate" / "gate-record.json").exists()
+
+
+def test_a_skipped_phased_test_withholds_the_record(deploy_project: Project) -> None:
+    deploy_project.pytester.makepyfile(
+        test_app="import pytest\n\ndef test_later(dbgate_db):\n    pytest.skip('not yet')\n"
+    )
+    result = deploy_project.run("-rs")
+    assert "test_app.py::test_later[before]: skipped" in result.stdout.str()
+    assert not (deploy_project.path / ".dbgate" / "gate-record.json").exists()

@@ -8,7 +8,9 @@ real thing, a SIGKILL or SIGTERM of a whole production run, is in test_crash_mat
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
@@ -17,6 +19,7 @@ from psycopg import sql
 
 from pytest_dbgate.apply import POINTS
 from pytest_dbgate.connections import Endpoint, connect
+from pytest_dbgate.history import PrismaHistory
 from pytest_dbgate.journal import resolution_sql
 from pytest_dbgate.migrations import Migration, discover
 from pytest_dbgate.outcomes import Cause, Outcome, Status
@@ -435,3 +438,185 @@ def test_an_invalid_index_that_cannot_be_dropped_stops_with_the_drop_to_run(
     assert query(
         db, "SELECT indisvalid FROM pg_index WHERE indexrelid = 'accounts_n_idx'::regclass"
     ) == [(True,)]
+
+
+# -- what the break test found -----------------------------------------------------------------
+
+PROCEDURE = """CREATE PROCEDURE batch(lo int, hi int) LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE accounts SET n = n + 1 WHERE id BETWEEN lo AND hi;
+    COMMIT;
+END $$;
+"""
+
+
+def test_a_backfill_that_calls_a_committing_procedure_is_never_retried_whole(
+    db: Endpoint, tmp_path: Path
+) -> None:
+    with session(db) as conn:
+        conn.execute(PROCEDURE)
+    migrations = release(
+        tmp_path / "m",
+        {
+            "1_backfill.sql": "-- dbgate: no-transaction\n"
+            "DO $$ BEGIN FOR i IN 0..1 LOOP CALL batch(i * 50 + 1, i * 50 + 50); END LOOP; END $$;"
+        },
+    )
+    assert migrations[0].statements[0].commits_itself
+    done = hold(db, "SELECT * FROM accounts WHERE id = 75 FOR UPDATE", 1.5)  # in batch 2's way
+    outcomes = run(db, migrations, policy=Policy(lock_timeout_ms=200, retries=5, retry_wait_s=1))
+    done()
+    assert outcomes is not None and outcomes[0].failure is not None
+    assert outcomes[0].failure.cause is Cause.IN_DOUBT
+    assert not outcomes[0].attempts  # not retried: batch 1 had committed
+    assert query(db, "SELECT max(n) FROM accounts") == [(1,)]  # never twice
+
+
+@pytest.mark.parametrize("crash", ["statement:recorded", "statement:start"])
+def test_a_resumed_file_gets_back_the_session_its_earlier_statements_set(
+    db: Endpoint, tmp_path: Path, crash: str
+) -> None:
+    with session(db) as conn:
+        conn.execute("CREATE SCHEMA app; CREATE TABLE app.things (id int)")
+    migrations = release(
+        tmp_path / "m",
+        {
+            "1_app.sql": "-- dbgate: no-transaction\nSET search_path = app, public;\n"
+            "CREATE TABLE widgets (id int);\n"
+            "CREATE INDEX CONCURRENTLY things_id_idx ON things (id);\n"
+            "INSERT INTO things VALUES (1);"
+        },
+    )
+    at = 1 if crash == "statement:recorded" else 3
+    assert run(db, migrations, crash_at=(crash, "1_app", at)) is None
+    assert run(db, migrations) is not None
+    assert query(db, "SELECT to_regclass('app.widgets') IS NOT NULL") == [(True,)]
+    assert query(db, "SELECT to_regclass('public.widgets')") == [(None,)]
+    assert query(db, "SELECT count(*) FROM app.things") == [(1,)]
+
+
+def test_an_index_in_doubt_is_looked_up_with_the_files_search_path(
+    db: Endpoint, tmp_path: Path
+) -> None:
+    with session(db) as conn:
+        conn.execute("CREATE SCHEMA app; CREATE TABLE app.things (id int)")
+    migrations = release(
+        tmp_path / "m",
+        {
+            "1_app.sql": "-- dbgate: no-transaction\nSET search_path = app, public;\n"
+            "CREATE INDEX CONCURRENTLY things_id_idx ON things (id);"
+        },
+    )
+    assert run(db, migrations, crash_at=("statement:done", "1_app", 2)) is None
+    outcomes = run(db, migrations)
+    assert outcomes is not None and outcomes[0].ok, outcomes and outcomes[0].failure
+    assert any("is there and valid: recorded as applied" in n for n in outcomes[0].notes)
+
+
+def test_each_file_starts_from_the_session_the_gate_opened(db: Endpoint, tmp_path: Path) -> None:
+    with session(db) as conn:
+        conn.execute("CREATE SCHEMA app")
+    migrations = release(
+        tmp_path / "m",
+        {
+            "1_set.sql": "SET search_path = app, public;\nCREATE TABLE a1 (id int);",
+            "2_plain.sql": "CREATE TABLE a2 (id int);",
+        },
+    )
+    assert run(db, migrations) is not None  # the same with or without a crash in between
+    placed = "SELECT to_regclass('app.a1') IS NOT NULL, to_regclass('public.a2') IS NOT NULL"
+    assert query(db, placed) == [(True, True)]
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        {"1_off.sql": "SET lock_timeout = 0;\nSELECT 1;"},
+        {"1_off.sql": "-- dbgate: no-transaction\nRESET ALL;\nSELECT 1;"},
+        {"1_off.sql": "-- dbgate: no-transaction\nDISCARD ALL;\nSELECT 1;"},
+    ],
+    ids=["set-0", "reset-all", "discard-all"],
+)
+def test_a_migration_cannot_switch_off_the_deploys_lock_timeout(
+    db: Endpoint, tmp_path: Path, first: dict[str, str]
+) -> None:
+    migrations = release(
+        tmp_path / "m", {**first, "2_alter.sql": "ALTER TABLE accounts ADD z int;"}
+    )
+    done = hold(db, "LOCK TABLE accounts IN ACCESS SHARE MODE", 3.0)
+    started = time.monotonic()
+    outcomes = run(db, migrations, policy=Policy(lock_timeout_ms=200, retries=0, retry_wait_s=0))
+    waited = time.monotonic() - started
+    done()
+    assert outcomes is not None
+    assert outcomes[1].failure is not None and outcomes[1].failure.sqlstate == "55P03"
+    assert waited < 2.5, "the ALTER waited for the blocker instead of timing out"
+
+
+def test_commit_and_chain_keeps_the_chained_statements_together_after_a_crash(
+    db: Endpoint, tmp_path: Path
+) -> None:
+    migrations = release(
+        tmp_path / "m",
+        {
+            "1_chain.sql": "BEGIN;\nINSERT INTO applied VALUES ('a');\nCOMMIT AND CHAIN;\n"
+            "INSERT INTO applied VALUES ('b');\nINSERT INTO applied VALUES ('c');\nCOMMIT;"
+        },
+    )
+    assert run(db, migrations, crash_at=("statement:start", "1_chain", 4)) is None
+    assert run(db, migrations, crash_at=("statement:start", "1_chain", 5)) is None
+    assert [r[0] for r in query(db, "SELECT tag FROM applied")] == ["a"]  # not 'b' on its own
+    assert run(db, migrations) is not None
+    assert sorted(r[0] for r in query(db, "SELECT tag FROM applied")) == ["a", "b", "c"]
+
+
+def test_a_hold_back_whose_predecessors_the_gate_never_recorded_starts_counting_now(
+    db: Endpoint, tmp_path: Path
+) -> None:
+    folder = tmp_path / "prisma"
+    for name, text in {
+        "20260101000000_old": "SELECT 1;",
+        "20260101000100_cleanup": "-- dbgate: hold-back 7d\nDROP TABLE applied;",
+    }.items():
+        (folder / name).mkdir(parents=True)
+        (folder / name / "migration.sql").write_text(text)
+    migrations = discover(folder)
+    with session(db) as conn:  # Prisma applied the first before the gate was adopted
+        PrismaHistory().create(conn)
+        conn.execute(
+            "INSERT INTO _prisma_migrations (id, checksum, finished_at, migration_name)"
+            " VALUES ('x', %s, now() - interval '1 hour', '20260101000000_old')",
+            (migrations[0].checksum,),
+        )
+    policy = Policy(
+        lock_timeout_ms=500,
+        retries=0,
+        retry_wait_s=0,
+        hold_backs={"20260101000100": timedelta(days=7)},
+    )
+    outcomes = run(db, migrations, policy=policy)
+    assert outcomes is not None
+    assert outcomes[0].status is Status.ALREADY_APPLIED
+    assert outcomes[0].recorded_by == "_prisma_migrations"
+    assert outcomes[1].status is Status.HELD_BACK  # not applied at once
+    first = query(db, "SELECT since FROM dbgate.holds")
+    again = run(db, migrations, policy=policy)
+    assert again is not None and again[1].status is Status.HELD_BACK
+    assert query(db, "SELECT since FROM dbgate.holds") == first  # the period is not restarted
+    assert query(db, "SELECT to_regclass('applied') IS NOT NULL") == [(True,)]
+
+
+def test_an_unnamed_concurrent_index_is_not_retried_into_a_second_one(
+    db: Endpoint, tmp_path: Path
+) -> None:
+    migrations = release(
+        tmp_path / "m", {"1_idx.sql": "CREATE INDEX CONCURRENTLY ON accounts (n);"}
+    )
+    done = hold(db, "LOCK TABLE accounts IN SHARE ROW EXCLUSIVE MODE", 1.0)
+    outcomes = run(db, migrations, policy=Policy(lock_timeout_ms=200, retries=5, retry_wait_s=0.5))
+    done()
+    assert outcomes is not None and outcomes[0].status is Status.FAILED
+    message = outcomes[0].describe_failure(lambda m: m.path.name)
+    assert "an unnamed one cannot be found again by name, so it is not retried" in message
+    indexes = query(db, "SELECT count(*) FROM pg_index WHERE indrelid = 'accounts'::regclass")
+    assert indexes[0][0] <= 2  # the primary key and at most the one INVALID build

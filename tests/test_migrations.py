@@ -168,3 +168,49 @@ def test_extensions_a_migration_creates(tmp_path: Path) -> None:
     )
     (migration,) = discover(tmp_path)
     assert migration.extensions == ("uuid-ossp", "pg_trgm")
+
+
+@pytest.mark.parametrize(
+    "directive",
+    [
+        "-- DBGATE: hold-back 7d",
+        "-- dbgate : hold-back 7d",
+        "--dbgate:Hold-Back 7d",
+        "-- DbGate: HOLD-BACK 7d",
+    ],
+)
+def test_a_directive_is_read_however_it_is_spelt(tmp_path: Path, directive: str) -> None:
+    write(tmp_path, "1_cleanup.sql", f"{directive}\nDROP TABLE old;")
+    (migration,) = discover(tmp_path)
+    assert migration.hold_back == timedelta(days=7)
+
+
+def test_a_directive_in_a_block_comment_is_refused(tmp_path: Path) -> None:
+    write(tmp_path, "1_cleanup.sql", "/* dbgate: hold-back 7d */\nDROP TABLE old;")
+    with pytest.raises(ConfigError, match=r"1_cleanup\.sql:1: unknown or malformed dbgate"):
+        discover(tmp_path)
+
+
+def test_a_dbmate_files_directives_above_migrate_up_count(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "1_cleanup.sql",
+        "-- dbgate: hold-back 7d\n-- migrate:up\nDROP VIEW v;\n-- migrate:down\n"
+        "-- dbgate: no-transaction\nCREATE VIEW v AS SELECT 1;\n",
+    )
+    (migration,) = discover(tmp_path)
+    assert migration.layout == "dbmate"
+    assert migration.hold_back == timedelta(days=7)
+    assert migration.transactional, "a directive in the down section is not the up section's"
+
+
+def test_passwords_never_show_in_a_statements_excerpt(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "1_role.sql",
+        "CREATE ROLE app LOGIN PASSWORD 'hunter2';\n"
+        "ALTER ROLE app WITH ENCRYPTED password 'it''s s3cret' VALID UNTIL 'infinity';",
+    )
+    create, alter = discover(tmp_path)[0].statements
+    assert create.excerpt() == "CREATE ROLE app LOGIN PASSWORD '***'"
+    assert "s3cret" not in alter.excerpt() and "VALID UNTIL 'infinity'" in alter.excerpt()

@@ -105,7 +105,8 @@ def test_a_failed_migration_skips_the_after_tests(remote_demo: Project) -> None:
         test_app="def test_app(dbgate_db):\n    pass\n"
     )
     result = remote_demo.run("-rs")
-    result.assert_outcomes(failed=2, passed=18, skipped=12)
+    # The migration fails; the schema checks say they judged a partly migrated schema.
+    result.assert_outcomes(failed=1, passed=19, skipped=12)
     result.stdout.fnmatch_lines(
         ["SKIPPED * not run: dbgate::migrate::applied[[]20250115150100_add_recipes_category_id[]]*"]
     )

@@ -34,7 +34,7 @@ def test_terminal_table_and_markdown_report(
             "before * project tests * passed * 1 passed",
             "migrate * applied[[]20250115150200_backfill_recipes_category_id[]] * passed * "
             "applied in *s, statement by statement",
-            "schema * migrations_recorded * passed * 6 of 6 recorded with their checksums",
+            "schema * migrations_recorded * passed * 6 of 6 recorded with their checksums *",
             "after * project tests * passed * 1 passed",
             "dbgate: report written to .dbgate/staging-report.md",
         ]

@@ -11,6 +11,7 @@ stops a run, the journal says which statements took effect, or which one may hav
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from pytest_dbgate.interruptions import Interruptions
 from pytest_dbgate.journal import APPLIED, IN_DOUBT, Tracking, resolution_sql
 from pytest_dbgate.migrations import Migration, Statement
 from pytest_dbgate.outcomes import Cause, Failure
+from pytest_dbgate.settle import drop_invalid_index
 
 Conn = psycopg.Connection[tuple[object, ...]]
 
@@ -55,6 +57,20 @@ class StatementLog(Protocol):
     def finished(self, statement: Statement, conn: Conn, in_transaction: bool) -> None: ...
 
 
+def _nothing() -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What a run does around statements, besides applying them."""
+
+    boundary: Boundary | None = None  # told at each point where a run can stop
+    interruptions: Interruptions | None = None  # SIGTERM and Ctrl-C, held while applying
+    settings: Callable[[], None] = _nothing  # the gate's own session settings (lock_timeout)
+    keep_lock: Callable[[], None] | None = None  # take back a gate lock a statement let go
+
+
 @dataclass(frozen=True)
 class Step:
     """One statement of a statement-by-statement file, as it is applied."""
@@ -76,16 +92,14 @@ class Applier:
         retries: int,
         wait: Callable[[int], float],
         sleep: Callable[[float], None],
-        boundary: Boundary | None = None,
-        interruptions: Interruptions | None = None,
+        hooks: Hooks,
     ) -> None:
         self._conn = conn
         self._tracking = tracking
         self._retries = retries
         self._wait = wait
         self._sleep = sleep
-        self._boundary = boundary
-        self._interruptions = interruptions
+        self._hooks = hooks
         self.known: dict[str, int] = {}  # statements known applied, by version
 
     def applied_through(self, migration: Migration) -> int:
@@ -109,8 +123,7 @@ class Applier:
             with conn.transaction():
                 for ordinal, statement in enumerate(migration.statements, 1):
                     current = statement
-                    self.point(START, migration, ordinal)
-                    self.stop_if_asked(f"before statement {ordinal} of {migration.id}")
+                    self._begin_statement(migration, ordinal)
                     log.started(statement)
                     self._execute(statement)
                     log.finished(statement, conn, in_transaction=True)
@@ -145,11 +158,11 @@ class Applier:
     ) -> Failure | None:
         conn = self._conn
         try:
+            self._reopen(migration, start)
             for ordinal, statement in enumerate(migration.statements, 1):
                 if ordinal <= start:
                     continue  # applied by an earlier run or attempt: never again
-                self.point(START, migration, ordinal)
-                self.stop_if_asked(f"before statement {ordinal} of {migration.id}")
+                self._begin_statement(migration, ordinal)
                 step = Step(migration, ordinal, statement, log, applied_by)
                 failure = self._one(step)
                 if failure is not None:
@@ -168,6 +181,20 @@ class Applier:
                 self.applied_through(migration),
             )
         return None
+
+    def _reopen(self, migration: Migration, start: int) -> None:
+        """Resuming inside the file's own block (after ``COMMIT AND CHAIN``, the block goes
+        on): open it again as the file opened it, so what follows runs in one transaction, as
+        it did on staging."""
+        opened: Statement | None = None
+        for statement in migration.statements[:start]:
+            if statement.control == "begin":
+                opened = statement
+            elif statement.control in ("commit", "rollback", "prepare"):
+                opened = opened if statement.chain else None
+        idle = self._conn.info.transaction_status == pq.TransactionStatus.IDLE
+        if opened is not None and idle:
+            self._conn.execute(opened.text)
 
     def _one(self, step: Step) -> Failure | None:
         in_block = self._conn.info.transaction_status == pq.TransactionStatus.INTRANS
@@ -275,11 +302,15 @@ class Applier:
                     ordinal,
                     f"{why}; it stays 'in doubt' in dbgate.statements",
                 )
+            failure = statement_failure(exc, statement, known, ordinal)
+            # It did not take effect; a failed index build leaves its index INVALID: dropped
+            # here, or, if that fails too, left in doubt for the next run to settle.
             with contextlib.suppress(psycopg.Error):
-                # It did not take effect (a failed index build's INVALID index is dropped before
-                # a retry); if this fails, the next run settles it from the catalog.
-                self._tracking.forget(step.migration.version, ordinal)
-            return statement_failure(exc, statement, known, ordinal)
+                dropped, left = drop_invalid_index(conn, statement)
+                if left is None:
+                    self._tracking.forget(step.migration.version, ordinal)
+                return dataclasses.replace(failure, cleaned=dropped, left=left)
+            return failure
         self.point(DONE, step.migration, ordinal)
         return self._mark_applied(step, known)
 
@@ -318,21 +349,30 @@ class Applier:
         )
 
     def _execute(self, statement: Statement, cancellable: bool = True) -> None:
-        interruptions = self._interruptions
+        interruptions = self._hooks.interruptions
         if interruptions is None:
             self._conn.execute(statement.text)
-            return
-        cancel = (lambda: self._conn.cancel_safe(timeout=5)) if cancellable else None
-        with interruptions.statement(cancel):
-            self._conn.execute(statement.text)
+        else:
+            cancel = (lambda: self._conn.cancel_safe(timeout=5)) if cancellable else None
+            with interruptions.statement(cancel):
+                self._conn.execute(statement.text)
+        if statement.session == "reset":  # RESET ALL, DISCARD ALL: the gate's settings back
+            self._hooks.settings()
 
     def point(self, point: str, migration: Migration, ordinal: int | None) -> None:
-        if self._boundary is not None:
-            self._boundary(point, migration, ordinal)
+        if self._hooks.boundary is not None:
+            self._hooks.boundary(point, migration, ordinal)
 
     def stop_if_asked(self, where: str) -> None:
-        if self._interruptions is not None:
-            self._interruptions.check(where)
+        if self._hooks.interruptions is not None:
+            self._hooks.interruptions.check(where)
+
+    def _begin_statement(self, migration: Migration, ordinal: int) -> None:
+        """At a statement's start: tell the hook, stop if asked, hold the gate lock."""
+        self.point(START, migration, ordinal)
+        self.stop_if_asked(f"before statement {ordinal} of {migration.id}")
+        if self._hooks.keep_lock is not None:
+            self._hooks.keep_lock()
 
 
 def _rollback(conn: Conn) -> None:

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pglast import ast
-from pglast.enums import ObjectType, TransactionStmtKind
+from pglast.enums import DiscardMode, ObjectType, TransactionStmtKind, VariableSetKind
 from pglast.parser import ParseError, parse_plpgsql_json
 
 Control = Literal["begin", "commit", "rollback", "savepoint", "prepare", "prepared"]
+# What a statement does to the session: sets something that outlives it, or resets it all.
+Session = Literal["set", "reset"]
 
 _CONTROL: dict[TransactionStmtKind, Control] = {
     TransactionStmtKind.TRANS_STMT_BEGIN: "begin",
@@ -56,11 +58,28 @@ def transaction_control(node: ast.Node) -> Control | None:
     return None
 
 
+def session_effect(node: ast.Node) -> Session | None:
+    """``set`` for a statement whose setting outlives it (``SET search_path``, ``SET ROLE``; not
+    ``SET LOCAL``), ``reset`` for ``RESET ALL`` and ``DISCARD ALL``: a run that resumes a file
+    on a new session replays the first, and after the second the gate's own settings (its
+    lock_timeout) are put back."""
+    if isinstance(node, ast.DiscardStmt) and node.target == DiscardMode.DISCARD_ALL:
+        return "reset"
+    if isinstance(node, ast.VariableSetStmt) and not node.is_local:
+        return "reset" if node.kind == VariableSetKind.VAR_RESET_ALL else "set"
+    return None
+
+
+def chained(node: ast.Node) -> bool:
+    """``COMMIT AND CHAIN`` / ``ROLLBACK AND CHAIN``: the block goes on in a new transaction."""
+    return isinstance(node, ast.TransactionStmt) and bool(node.chain)
+
+
 def commits_itself(node: ast.Node) -> bool:
     """Whether a statement may commit part of its work before it ends: a ``DO`` block whose
-    body ``COMMIT``s or ``ROLLBACK``s (or whose body cannot be read), or a ``CALL`` (a
-    procedure may commit). Such a statement cannot share a transaction with its journal row,
-    and if it fails or is interrupted, part of it may be applied."""
+    body ``COMMIT``s, ``ROLLBACK``s or ``CALL``s a procedure (or whose body cannot be read), or
+    a ``CALL`` (a procedure may commit). Such a statement cannot share a transaction with its
+    journal row, and if it fails or is interrupted, part of it may be applied."""
     if isinstance(node, ast.CallStmt):
         return True
     if not isinstance(node, ast.DoStmt):
@@ -82,9 +101,13 @@ def commits_itself(node: ast.Node) -> bool:
     return _has_transaction_control(json.loads(tree))
 
 
+# COMMIT and ROLLBACK in the body, and CALL: the procedure it calls may commit.
+_COMMITTING = ("PLpgSQL_stmt_commit", "PLpgSQL_stmt_rollback", "PLpgSQL_stmt_call")
+
+
 def _has_transaction_control(tree: object) -> bool:
     if isinstance(tree, dict):
-        if "PLpgSQL_stmt_commit" in tree or "PLpgSQL_stmt_rollback" in tree:
+        if any(kind in tree for kind in _COMMITTING):
             return True
         return any(_has_transaction_control(v) for v in tree.values())
     if isinstance(tree, list):

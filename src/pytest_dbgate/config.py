@@ -472,7 +472,7 @@ def read_config(config: pytest.Config) -> GateConfig | None:
         lock_retries=reader.whole("lock_retries", DEFAULT_LOCK_RETRIES),
         lock_retry_wait_s=reader.number("lock_retry_wait", DEFAULT_LOCK_RETRY_WAIT_S),
         holdbacks=reader.holdbacks(),
-        release_early=tuple(reader.listed("release_early") or ()),
+        release_early=reader.one_off("release_early"),
         signing_key=os.environ.get(SIGNING_KEY_ENV) or None,
         layout=reader.choice("layout", LAYOUTS, "auto"),
         snapshot_max_age=reader.period("snapshot_max_age", DEFAULT_SNAPSHOT_MAX_AGE),
@@ -483,6 +483,14 @@ def read_config(config: pytest.Config) -> GateConfig | None:
         clone_cleanup_command=reader.text("clone_cleanup_command"),
         lint_small_table_rows=reader.whole("lint_small_table_rows", DEFAULT_LINT_SMALL_TABLE_ROWS),
     )
+
+
+def run_args(config: pytest.Config) -> list[str]:
+    """The arguments of this run: its command line and PYTEST_ADDOPTS, not the ini's addopts
+    (which are the project's standing configuration)."""
+    import shlex
+
+    return [*shlex.split(os.environ.get("PYTEST_ADDOPTS", "")), *config.invocation_params.args]
 
 
 def development_url(config: pytest.Config) -> tuple[str | None, str]:
@@ -572,6 +580,15 @@ class _Reader:
             return None
         assert isinstance(ini, list)
         return [n for item in ini for n in (p.strip() for p in str(item).split(",")) if n]
+
+    def one_off(self, name: str) -> tuple[str, ...]:
+        """A list option that must come from this run's own command line (or PYTEST_ADDOPTS),
+        never from the ini's addopts, where it would apply to every later run."""
+        values = tuple(self.listed(name) or ())
+        flag = SETTING[name].flag
+        if values and not any(a.split("=", 1)[0] == flag for a in run_args(self._config)):
+            raise ConfigError.one_off_in_addopts(flag)
+        return values
 
     def switch(self, name: str) -> bool:
         cli = self._cli(name)

@@ -423,6 +423,9 @@ class MigrationApplied(Criterion[Run]):
             "transaction": "single" if m.transactional else "per statement",
         }
         figures["summary"] = outcome.status.value
+        if outcome.recorded_by is not None:
+            figures["summary"] = f"already applied ({outcome.recorded_by})"
+            figures["recorded_by"] = outcome.recorded_by
         if outcome.attempts:
             figures["lock_timeouts"] = len(outcome.attempts)
         if outcome.resumed_after:
@@ -772,9 +775,19 @@ class MigrationsRecorded(Criterion[Gate]):
             sql.SQL("SELECT version, checksum, success FROM {} ORDER BY version").format(MIGRATIONS)
         ).fetchall()
         recorded = {str(v): (str(c), bool(s)) for v, c, s in rows}
+        outcomes = {o.migration.version: o for o in gate.outcomes()}
         files = {m.version for m in self.migrations}
         problems = []
+        by_tool: set[str] = set()
+        unapplied = 0
         for m in self.migrations:
+            outcome = outcomes.get(m.version)
+            if outcome is not None and not outcome.ok:
+                unapplied += 1  # its own item says why: one cause fails once
+                continue
+            if outcome is not None and outcome.recorded_by is not None:
+                by_tool.add(outcome.recorded_by)
+                continue  # applied before, by the project's tool, which records it
             entry = recorded.get(m.version)
             if entry is None:
                 problems.append(f"    {m.id}: not recorded")
@@ -786,19 +799,27 @@ class MigrationsRecorded(Criterion[Gate]):
                     f"{m.checksum[:12]}…"
                 )
         orphans = sorted(v for v in recorded if v not in files)
-        ok_count = sum(1 for v, (_, ok) in recorded.items() if ok and v in files)
+        ok_count = len(self.migrations) - unapplied - len(problems)
+        tables = ", ".join(["dbgate.migrations", *sorted(by_tool)])
         figures: Figures = {
-            "summary": f"{ok_count} of {len(self.migrations)} recorded with their checksums",
+            "summary": f"{ok_count} of {len(self.migrations)} recorded with their checksums "
+            f"({tables})",
             "files": len(self.migrations),
             "recorded": ok_count,
-            "tracking_table": "dbgate.migrations",
+            "tracking_table": tables,
         }
+        if unapplied:
+            figures["summary"] = (
+                f"{figures['summary']}; judged on a partly migrated schema: {unapplied} "
+                "migration(s) did not apply (see their items)"
+            )
+            figures["not_applied"] = unapplied
         if orphans:
             figures["recorded_without_file"] = ", ".join(orphans)
         if problems:
             raise CriterionFailed(
                 f"{len(problems)} migration(s) are not recorded as applied in dbgate.migrations "
-                "with the file's checksum:\n" + "\n".join(problems),
+                "with the file's checksum:\n" + "\n".join(problems[:15]),
                 figures,
             )
         return figures
@@ -981,6 +1002,10 @@ class MigrationLinted(Criterion[Run]):
     def check(self, gate: Run) -> Figures:
         assert self.migration is not None
         findings = gate.findings.get(self.migration.id, [])
+        applied = _applied_before(gate).get(self.migration.version)
+        if applied is not None:
+            # History, not the release: it ran on production long ago.
+            return {"summary": f"already applied ({applied}): not part of this release"}
         rows = _table_rows(gate)
         limit = gate.config.lint_small_table_rows
         failing: list[tuple[Finding, bool]] = []
@@ -1031,6 +1056,16 @@ class MigrationLinted(Criterion[Run]):
         return figures
 
 
+def _applied_before(gate: Run) -> dict[str, str]:
+    """Migrations the staging copy already has, when there is a copy that could be read."""
+    if not isinstance(gate, Gate):
+        return {}
+    try:
+        return gate.applied_before()
+    except StepFailed:
+        return {}
+
+
 def _table_rows(gate: Run) -> dict[str, int] | None:
     """Rows per table of the restored copy as counted on staging (by unqualified name), when
     there is one: the source of a dump file is not there to count, the copy is."""
@@ -1067,7 +1102,9 @@ class GateRecordWritten(Criterion[Gate]):
         ran = [r for r in criteria if r.outcome != "not run"]
         not_passed = [r for r in ran if r.outcome != "passed"]
         tests = [r for r in results.items.values() if r.phased]
-        failed_tests = [r for r in tests if r.outcome in ("failed", "error")]
+        # A skipped test is not a passing one: the record vouches for tests green before and
+        # after, every one of them.
+        failed_tests = [r for r in tests if r.outcome in ("failed", "error", "skipped")]
         own = {r.nodeid for r in results.items.values() if r.stage == self.stage}
         missing = [
             nodeid
@@ -1092,7 +1129,12 @@ class GateRecordWritten(Criterion[Gate]):
         problems += [
             f"    {path}: not collected (--ignore for this run)" for path in results.ignored[:15]
         ]
-        problems += [f"    {nodeid}: could not be collected" for nodeid in results.uncollected[:15]]
+        problems += [
+            f"    {nodeid}: not collected"
+            if nodeid.endswith("(skipped whole)")
+            else f"    {nodeid}: could not be collected"
+            for nodeid in results.uncollected[:15]
+        ]
         if problems:
             # Not a failure of its own: what did not pass already failed (or was deselected).
             pytest.skip(

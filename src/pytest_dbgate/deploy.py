@@ -20,9 +20,9 @@ from pytest_dbgate.commands import CommandResult, run_command
 from pytest_dbgate.config import GateConfig, parse_period
 from pytest_dbgate.connections import Endpoint, connect
 from pytest_dbgate.exceptions import ConfigError, Figure
-from pytest_dbgate.gatelock import client_tag, take_gate_lock
+from pytest_dbgate.gatelock import client_tag, keep_gate_lock, take_gate_lock
 from pytest_dbgate.interruptions import Interruptions
-from pytest_dbgate.journal import JournalEntry, Tracking
+from pytest_dbgate.journal import JournalEntry, Tracking, applied_versions
 from pytest_dbgate.locks import blockers, statement_relations
 from pytest_dbgate.migrations import Migration, Statement, discover
 from pytest_dbgate.outcomes import Status
@@ -107,9 +107,9 @@ class Deployment(Run):
     # -- facts the preflight checks read ----------------------------------------------------
 
     def applied_versions(self) -> dict[str, str]:
-        """Versions production records as applied, with their checksums (nothing is created)."""
-        rows = Tracking(self.production().conn).migrations()
-        return {v: row.checksum for v, row in rows.items() if row.success}
+        """Versions production has applied, as dbgate.migrations or the migration tool's own
+        history records them (nothing is created)."""
+        return applied_versions(self.production().conn, self.migrations)
 
     def journal(self) -> dict[str, list[JournalEntry]]:
         """The statements production's journal records, by version (nothing is created)."""
@@ -131,16 +131,29 @@ class Deployment(Run):
 
     # -- step bodies -------------------------------------------------------------------------
 
+    @property
+    def lock_key(self) -> str:
+        return "production:" + self.target.dbname
+
     def _open_production(self) -> Database:
+        """Two sessions, each holding a gate lock: one that only holds it (a migration cannot
+        let it go: a DISCARD ALL or pg_advisory_unlock_all() in a file does not let a second
+        run in), and the deploy's own, whose lock outlives a killed run for as long as the
+        statement it was running (a re-run waits for it, see gatelock)."""
+        self._locked_session("deploy lock", self.lock_key)
+        conn = self._locked_session("deploy", self.lock_key + ":applying")
+        return Database(self.target, conn, server_identity(conn), embedded=False)
+
+    def _locked_session(self, purpose: str, key: str) -> Conn:
         conn = connect(
             self.target,
             "production",
             self.config.production_url_setting,
-            purpose=f"deploy, {client_tag()}",
+            purpose=f"{purpose}, {client_tag()}",
         )
         self._stack.callback(conn.close)
-        take_gate_lock(conn, "production:" + self.target.dbname, self.target.display())
-        return Database(self.target, conn, server_identity(conn), embedded=False)
+        take_gate_lock(conn, key, self.target.display())
+        return conn
 
     def _open_runner(self) -> Runner:
         for check in self.preflights:
@@ -175,6 +188,9 @@ class Deployment(Run):
             blockers=in_the_way,
             boundary=self.boundary,
             interruptions=Interruptions(self.progress),
+            keep_lock=lambda: keep_gate_lock(
+                conn, self.lock_key + ":applying", database.endpoint.display()
+            ),
         )
         try:
             runner.prepare()

@@ -223,6 +223,15 @@ class ConfigError(DbgateError):
         )
 
     @classmethod
+    def one_off_in_addopts(cls, flag: str) -> ConfigError:
+        return cls(
+            f"{flag} is in the ini file's addopts: it is a decision for one run, and there it "
+            "would apply to every later run",
+            f"remove it from addopts and give it on the command line of the run that needs it "
+            f"({flag}=…)",
+        )
+
+    @classmethod
     def release_early_outside_production(cls) -> ConfigError:
         return cls(
             "--dbgate-release-early only means something to --dbgate=production (staging "
@@ -452,6 +461,27 @@ class PerformanceError(DbgateError):
             "started",
             "run the gate in order (do not select migration items without "
             "dbgate::before::baseline_captured)",
+        )
+
+
+class HistoryError(DbgateError):
+    """The migration tool's own history is in a state the tool itself would stop at."""
+
+    @classmethod
+    def unfinished(cls, table: str, what: str, command: str) -> HistoryError:
+        return cls(
+            f"the migration tool's history {table} records a migration that did not finish: "
+            f"{what}; what it left is unknown, to the tool and to the gate",
+            f"settle it with the tool: {command}; then re-run",
+        )
+
+    @classmethod
+    def not_the_tools(cls, table: str, layout: str, missing: Iterable[str]) -> HistoryError:
+        return cls(
+            f"{table} is not the {layout} history the migrations folder calls for (it has no "
+            f"column {', '.join(missing)}): another tool's table of the same name?",
+            "point --dbgate-migrations at the folder of the tool that owns it, or set "
+            "--dbgate-layout to that tool's layout",
         )
 
 

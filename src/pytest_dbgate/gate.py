@@ -33,6 +33,7 @@ from pytest_dbgate.exceptions import (
     SafetyError,
 )
 from pytest_dbgate.gatelock import client_tag, take_gate_lock
+from pytest_dbgate.journal import applied_versions
 from pytest_dbgate.locks import LockReport, relations_in_sql, watching
 from pytest_dbgate.migrations import Migration, discover, extensions_in
 from pytest_dbgate.performance import Performance
@@ -67,6 +68,7 @@ MIGRATED = "migrated"  # every migration applied and the post-migrate command ru
 BASELINE = "baseline"
 AFTER_CAPTURE = "after_capture"
 PERFORMANCE = "performance"
+APPLIED_BEFORE = "applied_before"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,6 +155,11 @@ class Gate(Run):
     def comparisons(self) -> list[Comparison]:
         return self._once(PERFORMANCE, self._compare)
 
+    def applied_before(self) -> dict[str, str]:
+        """Migrations the copy already has (as dbgate.migrations or the migration tool's own
+        history records them), read before anything runs: they are not part of the release."""
+        return self._once(APPLIED_BEFORE, self._read_applied)
+
     def open_window(self, phase: str) -> None:
         """Start measuring a phase's queries, if the performance stage runs and staging is up."""
         if self.performance is None:
@@ -185,6 +192,9 @@ class Gate(Run):
         return conn
 
     # -- step bodies -------------------------------------------------------------------------
+
+    def _read_applied(self) -> dict[str, str]:
+        return applied_versions(self.staging_connection(purpose="read"), self.migrations)
 
     def _read_dump_file(self) -> DumpFile:
         assert self.dump is not None

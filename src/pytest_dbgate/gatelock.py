@@ -105,6 +105,17 @@ def take_gate_lock(conn: Conn, key: str, where: str, wait_s: float = GATE_LOCK_W
         time.sleep(0.1)
 
 
+def keep_gate_lock(conn: Conn, key: str, where: str) -> None:
+    """Hold the lock on ``key`` again (a no-op when it is held): a statement may have let it go
+    (``DISCARD ALL``, ``pg_advisory_unlock_all()``). Another run cannot have taken it meanwhile
+    while this run holds its other lock; if one did, stop."""
+    row = conn.execute(
+        "SELECT pg_try_advisory_lock(hashtext(%s), hashtext(%s))", (NAMESPACE, key)
+    ).fetchone()
+    if not (row and row[0]):
+        raise _busy(conn, key, where)
+
+
 def _busy(conn: Conn, key: str, where: str) -> SafetyError:
     with conn.cursor(row_factory=class_row(Holder)) as cur:
         holder = cur.execute(HOLDER, (NAMESPACE, key)).fetchone()

@@ -10,6 +10,9 @@ A statement that must commit on its own (``CREATE INDEX CONCURRENTLY``, a ``DO``
 ``COMMIT``s) gets its row first, marked ``in doubt``, and ``applied`` once it has run; a row left
 ``in doubt`` means a run stopped in between, and the next run must settle it before going on.
 So a re-run resumes after the last statement known applied and never runs a committed one again.
+
+``dbgate.holds`` keeps when a held-back migration's period started, where the tables above
+cannot say (the migrations before it were applied before the gate was adopted).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
 
+from pytest_dbgate.history import History, history_for
 from pytest_dbgate.migrations import Migration, Statement
 
 Conn = psycopg.Connection[tuple[object, ...]]
@@ -28,6 +32,7 @@ Conn = psycopg.Connection[tuple[object, ...]]
 SCHEMA = "dbgate"
 MIGRATIONS = sql.Identifier(SCHEMA, "migrations")
 STATEMENTS = sql.Identifier(SCHEMA, "statements")
+HOLDS = sql.Identifier(SCHEMA, "holds")
 MIGRATIONS_NAME = f"{SCHEMA}.migrations"
 STATEMENTS_NAME = f"{SCHEMA}.statements"
 
@@ -62,8 +67,12 @@ CREATE = sql.SQL(
         note        text,
         PRIMARY KEY (version, ordinal)
     );
+    CREATE TABLE IF NOT EXISTS {holds} (
+        version text PRIMARY KEY,
+        since   timestamptz NOT NULL DEFAULT now()
+    );
     """
-).format(schema=sql.Identifier(SCHEMA), migrations=MIGRATIONS, statements=STATEMENTS)
+).format(schema=sql.Identifier(SCHEMA), migrations=MIGRATIONS, statements=STATEMENTS, holds=HOLDS)
 
 WRITE_MIGRATION = sql.SQL(
     """
@@ -124,10 +133,11 @@ class JournalEntry:
 
 class Tracking:
     """Reads and writes the tracking tables on one session (the migrating one, so a write can
-    share the transaction of what it records)."""
+    share the transaction of what it records), and the migration tool's history with them."""
 
-    def __init__(self, conn: Conn) -> None:
+    def __init__(self, conn: Conn, history: History | None = None) -> None:
         self._conn = conn
+        self.history = history
 
     def exists(self) -> bool:
         row = self._conn.execute("SELECT to_regclass(%s) IS NOT NULL", (MIGRATIONS_NAME,))
@@ -136,6 +146,8 @@ class Tracking:
 
     def create(self) -> None:
         self._conn.execute(CREATE)
+        if self.history is not None:
+            self.history.create(self._conn)
 
     def migrations(self) -> dict[str, TrackedMigration]:
         """Every migration row, by version (none when the table is not there)."""
@@ -187,6 +199,20 @@ class Tracking:
             ),
         )
 
+    def held_since(self, version: str) -> datetime:
+        """When production first held ``version`` back, recorded the first time it is asked:
+        the start of a hold-back whose earlier migrations the gate never recorded applying
+        (they were applied before the gate was adopted, or by another tool)."""
+        self._conn.execute(
+            sql.SQL("INSERT INTO {} (version) VALUES (%s) ON CONFLICT DO NOTHING").format(HOLDS),
+            (version,),
+        )
+        row = self._conn.execute(
+            sql.SQL("SELECT since FROM {} WHERE version = %s").format(HOLDS), (version,)
+        ).fetchone()
+        assert row is not None and isinstance(row[0], datetime)
+        return row[0]
+
     def settle(self, version: str, ordinal: int, note: str) -> None:
         """An in-doubt statement is known to have taken effect."""
         self._conn.execute(
@@ -216,20 +242,41 @@ class Tracking:
         error: str | None,
         applied_by: str,
     ) -> None:
-        self._conn.execute(
-            WRITE_MIGRATION,
-            (
-                migration.version,
-                migration.name,
-                migration.checksum,
-                success,
-                duration_ms,
-                applied,
-                len(migration.statements),
-                error,
-                applied_by,
-            ),
-        )
+        """The migration's row; once applied, the tool's row too, in the same transaction."""
+        with self._conn.transaction():
+            self._conn.execute(
+                WRITE_MIGRATION,
+                (
+                    migration.version,
+                    migration.name,
+                    migration.checksum,
+                    success,
+                    duration_ms,
+                    applied,
+                    len(migration.statements),
+                    error,
+                    applied_by,
+                ),
+            )
+            if success and self.history is not None:
+                self.history.record(self._conn, migration, duration_ms)
+
+
+def applied_versions(conn: Conn, migrations: list[Migration]) -> dict[str, str]:
+    """The versions of ``migrations`` a database has applied, and which table says so: the
+    gate's ``dbgate.migrations``, or the migration tool's own history (nothing is created)."""
+    found = {
+        version: MIGRATIONS_NAME
+        for version, row in Tracking(conn).migrations().items()
+        if row.success
+    }
+    layouts = {m.layout for m in migrations}
+    history = history_for(layouts.pop()) if len(layouts) == 1 else None
+    if history is not None:
+        tool = history.read(conn, migrations)
+        for version in tool.versions:
+            found.setdefault(version, tool.table)
+    return found
 
 
 def resolution_sql(version: str, ordinal: int) -> tuple[str, str]:

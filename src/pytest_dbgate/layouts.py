@@ -45,6 +45,9 @@ class Source:
     path: Path
     text: str  # the SQL to apply (for dbmate, the up section only; lines keep their numbers)
     no_transaction: bool = False
+    # Where `-- dbgate:` directives are read: the text, or for dbmate all before the down
+    # section (a hold-back written above `-- migrate:up` is the file's).
+    header: str | None = None
 
 
 def version_key(version: str) -> tuple[int, ...]:
@@ -141,7 +144,9 @@ def _dbmate(folder: Path) -> list[Source]:
         # Blank what is not the up section, keeping line numbers as they are in the file.
         kept = _blank(text[: up.start()]) + text[up.start() : end] + _blank(text[end:])
         no_transaction = "transaction:false" in up["options"].replace(" ", "")
-        sources.append(Source(match["version"], match["name"], path, kept, no_transaction))
+        sources.append(
+            Source(match["version"], match["name"], path, kept, no_transaction, text[:end])
+        )
     return sources
 
 

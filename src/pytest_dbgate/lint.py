@@ -181,8 +181,9 @@ RULES: dict[str, Rule] = {
 }
 
 IGNORE = re.compile(
-    r"--[ \t]*dbgate:[ \t]*ignore[ \t]+(?P<rule>[a-z0-9-]+)(?:[ \t]+(?P<reason>\S.*?))?[ \t]*$",
-    re.MULTILINE,
+    r"--[ \t]*dbgate[ \t]*:[ \t]*ignore[ \t]+(?P<rule>[a-z0-9-]+)"
+    r"(?:[ \t]+(?P<reason>\S.*?))?[ \t]*$",
+    re.MULTILINE | re.IGNORECASE,
 )
 VOLATILE = {
     "random",
@@ -316,7 +317,7 @@ def _ignores(migration: Migration) -> dict[tuple[str, int], str]:
     ignores: dict[tuple[str, int], str] = {}
     for match in IGNORE.finditer(text):
         line = text.count("\n", 0, match.start()) + 1
-        rule, reason = match.group("rule"), match.group("reason")
+        rule, reason = match.group("rule").lower(), match.group("reason")
         if rule not in RULES:
             raise ConfigError.unknown_rule(migration.path, line, rule, sorted(RULES))
         if not reason:

@@ -19,12 +19,26 @@ from pglast import ast, parse_sql
 from pglast.enums import AlterTableType, ConstrType, ObjectType, ReindexObjectType
 from pglast.parser import ParseError
 
-from pytest_dbgate.commits import Control, Recheck, commits_itself, recheck, transaction_control
+from pytest_dbgate.commits import (
+    Control,
+    Recheck,
+    Session,
+    chained,
+    commits_itself,
+    recheck,
+    session_effect,
+    transaction_control,
+)
 from pytest_dbgate.config import parse_period
 from pytest_dbgate.exceptions import ConfigError
 from pytest_dbgate.layouts import Source, find
 
-DIRECTIVE = re.compile(r"^\s*--\s*dbgate:\s*(?P<body>.*?)\s*$", re.MULTILINE)
+# `-- dbgate: …`, however it is spelt (`-- DBGATE : hold-back 7d`): a directive must never be
+# missed for a typo; one that does not parse is an error. Block comments cannot hold one.
+DIRECTIVE = re.compile(r"^\s*--\s*dbgate\s*:\s*(?P<body>.*?)\s*$", re.MULTILINE | re.IGNORECASE)
+# CREATE/ALTER ROLE … PASSWORD '…' (and ENCRYPTED PASSWORD): never shown in a message.
+PASSWORD = re.compile(r"(?P<keyword>\bPASSWORD\s+)'(?:[^']|'')*'", re.IGNORECASE)
+BLOCK_DIRECTIVE = re.compile(r"/\*\s*dbgate\s*:", re.IGNORECASE)
 KNOWN_DIRECTIVES = ("no-transaction", "hold-back <N>d|h|w", "ignore <lint rule> <reason>")
 
 
@@ -41,6 +55,8 @@ class Statement:
     lock_fix: str | None = None
     digest: str = ""  # SHA-256 of the text as it is sent: what the record and the journal bind
     control: Control | None = None  # BEGIN, COMMIT …: the file manages its own transactions
+    chain: bool = False  # COMMIT AND CHAIN: the file's block goes on
+    session: Session | None = None  # SET (replayed on resume), RESET ALL (gate settings back)
     commits_itself: bool = False  # a DO block that COMMITs, a CALL: part may be applied
     recheck: Recheck | None = None  # how the catalog settles its outcome after a crash
     # PostgreSQL's parse tree of the statement, so the linter and the lock watch need not parse
@@ -62,7 +78,8 @@ class Statement:
         return self.digest[:16]
 
     def excerpt(self, width: int = 160) -> str:
-        flat = " ".join(self.text.split())
+        """The statement on one line, shortened, its passwords masked: what messages show."""
+        flat = PASSWORD.sub(r"\g<keyword>'***'", " ".join(self.text.split()))
         return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
@@ -116,7 +133,7 @@ def discover(folder: Path, layout: str = "auto") -> list[Migration]:
 
 def parse_migration(source: Source, layout: str = "flat") -> Migration:
     raw = source.path.read_bytes()
-    no_transaction, hold_back = _directives(source.path, source.text)
+    no_transaction, hold_back = _directives(source.path, source.header or source.text)
     return Migration(
         version=source.version,
         name=source.name,
@@ -188,6 +205,8 @@ def split_statements(path: Path, text: str) -> list[Statement]:
                 lock_fix=lock_fix(node),
                 digest=hashlib.sha256(body.encode()).hexdigest(),
                 control=transaction_control(node),
+                chain=chained(node),
+                session=session_effect(node),
                 commits_itself=commits_itself(node),
                 recheck=recheck(node),
                 tree=node,
@@ -339,8 +358,19 @@ def _named(migrations: list[Migration], key: str, option: str) -> Migration:
 def _directives(path: Path, text: str) -> tuple[bool, timedelta | None]:
     no_transaction = False
     hold_back: timedelta | None = None
+    block = BLOCK_DIRECTIVE.search(text)
+    if block is not None:
+        line = text.count("\n", 0, block.start()) + 1
+        raise ConfigError.bad_directive(
+            path,
+            line,
+            text[block.start() : text.find("\n", block.start())].strip(),
+            ("the same, as a line comment: -- dbgate: …", *KNOWN_DIRECTIVES),
+        )
     for match in DIRECTIVE.finditer(text):
         body = " ".join(match.group("body").split())
+        keyword, _, rest = body.partition(" ")
+        body = " ".join(filter(None, (keyword.lower(), rest)))
         line = text.count("\n", 0, match.start()) + 1
         if body == "no-transaction":
             no_transaction = True

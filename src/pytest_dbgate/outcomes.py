@@ -59,6 +59,8 @@ class Failure:
     cause: Cause = Cause.STATEMENT
     ordinal: int | None = None  # 1-based position of the statement in the file
     detail: str = ""  # the state it left, for tracking and in-doubt failures
+    cleaned: str | None = None  # the INVALID index a failed build left, dropped
+    left: str | None = None  # … or left behind, as it could not be dropped
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class Outcome:
     resumed_after: int = 0  # statements an earlier run had applied, not run again
     notes: tuple[str, ...] = ()  # in-doubt statements settled from the catalog
     released_early: bool = False
+    recorded_by: str | None = None  # already applied, as the migration tool's history says
 
     @property
     def ok(self) -> bool:
@@ -109,11 +112,21 @@ class Outcome:
             )
         else:
             lines.append(_applied_so_far(m, failure.statements_committed))
-        if failure.statement is not None and failure.statement.concurrent_index:
+        index = failure.statement.concurrent_index if failure.statement else None
+        if failure.cleaned and not self.attempts:
             lines.append(
-                "  a failed CREATE INDEX CONCURRENTLY leaves its index behind, INVALID: drop it "
-                f"(DROP INDEX CONCURRENTLY IF EXISTS {failure.statement.concurrent_index}) "
-                "before the file runs again"
+                f"  the INVALID index the failed build left was dropped ({failure.cleaned})"
+            )
+        elif failure.left and not self.attempts:
+            lines.append(
+                f"  the INVALID index {failure.left} it left could not be dropped: the next run "
+                f"drops it first (or run DROP INDEX CONCURRENTLY {failure.left};)"
+            )
+        elif index == "(unnamed)":
+            lines.append(
+                "  a failed CREATE INDEX CONCURRENTLY leaves its index behind, INVALID, and an "
+                "unnamed one cannot be found again by name, so it is not retried: drop it (SELECT "
+                "indexrelid::regclass FROM pg_index WHERE NOT indisvalid) and name the index"
             )
         lines.append("  fix the migration and re-run the gate; later migrations were not applied")
         return "\n".join(lines)

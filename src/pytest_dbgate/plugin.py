@@ -249,6 +249,10 @@ class GateHooks:
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
             self.results.uncollected.append(report.nodeid or "(the session)")
+        elif report.skipped and _uses_the_gate(self.config.rootpath, report.nodeid):
+            # A module skipped whole (importorskip, allow_module_level): its database tests,
+            # the gate's phased tests, never ran.
+            self.results.uncollected.append(f"{report.nodeid} (skipped whole)")
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         if self.gate.mode == "production" and not self.config.option.collectonly:
@@ -352,10 +356,9 @@ class GateHooks:
 def _command_line_ignores(config: pytest.Config) -> list[tuple[str, str]]:
     """``--ignore``/``--ignore-glob`` given for this run (its arguments or ``PYTEST_ADDOPTS``),
     not the project's own ``addopts``: (option, absolute path or pattern)."""
-    import os
-    import shlex
+    from pytest_dbgate.config import run_args
 
-    args = [*shlex.split(os.environ.get("PYTEST_ADDOPTS", "")), *config.invocation_params.args]
+    args = run_args(config)
     found: list[tuple[str, str]] = []
     for index, arg in enumerate(args):
         for option in ("--ignore", "--ignore-glob"):
@@ -367,6 +370,18 @@ def _command_line_ignores(config: pytest.Config) -> list[tuple[str, str]]:
             if value is not None:
                 found.append((option, str(config.invocation_params.dir / value)))
     return found
+
+
+def _uses_the_gate(rootpath: Path, nodeid: str) -> bool:
+    """Whether a test module names the gate's fixtures (dbgate_db, dbgate_url, dbgate_phase):
+    read, not imported, since it was skipped before it could be."""
+    path = rootpath / nodeid.split("::", 1)[0]
+    if path.suffix != ".py" or not path.is_file():
+        return False
+    try:
+        return "dbgate_" in path.read_text(errors="replace")
+    except OSError:
+        return False
 
 
 def _matches(path: Path, ignores: list[tuple[str, str]]) -> bool:

@@ -35,11 +35,13 @@ from pytest_dbgate.apply import (
     RETRYABLE,
     Applier,
     Boundary,
+    Hooks,
     StatementLog,
     stop_failure,
     tracking_failure,
 )
 from pytest_dbgate.config import MAX_RETRY_WAIT_S
+from pytest_dbgate.history import Applied, history_for
 from pytest_dbgate.interruptions import Interruptions
 from pytest_dbgate.journal import APPLIED, IN_DOUBT, JournalEntry, TrackedMigration, Tracking
 from pytest_dbgate.layouts import version_key
@@ -94,9 +96,12 @@ class Runner:
         blockers: Callable[[Statement], list[str]] | None = None,
         boundary: Boundary | None = None,
         interruptions: Interruptions | None = None,
+        keep_lock: Callable[[], None] | None = None,
     ) -> None:
         self._conn = conn
-        self._tracking = Tracking(conn)
+        layouts = {m.layout for m in migrations}
+        self._tracking = Tracking(conn, history_for(layouts.pop()) if len(layouts) == 1 else None)
+        self._tool: Applied | None = None
         self._watch = watch
         self._policy = policy
         self._blockers = blockers
@@ -107,8 +112,7 @@ class Runner:
             policy.retries if policy else 0,
             policy.wait if policy else lambda attempt: 0.0,
             policy.sleep if policy else time.sleep,
-            boundary,
-            interruptions,
+            Hooks(boundary, interruptions, self._settings, keep_lock),
         )
         self._migrations = list(migrations)
         self._progress = progress
@@ -126,25 +130,53 @@ class Runner:
         return bool(self._outcomes)
 
     def prepare(self) -> None:
-        """Create and read the tracking tables, read the server's clock (hold-backs count by
-        it) and set the session up; raises :class:`psycopg.Error`, before anything is applied."""
+        """Read the migration tool's history, create and read the tracking tables, read the
+        server's clock (hold-backs count by it) and set the session up, before anything is
+        applied; raises :class:`psycopg.Error`, or :class:`HistoryError` for a tool's history
+        the tool itself would stop at."""
         if self._recorded is not None:
             return
+        history = self._tracking.history
+        # Read (and so check) the tool's table before creating anything: a table of that name
+        # may be another tool's.
+        tool = history.read(self._conn, self._migrations) if history else None
         self._tracking.create()
         recorded = self._tracking.migrations()
-        if self._policy is not None:
-            self._conn.execute(
-                "SELECT set_config('lock_timeout', %s, false)",
-                (f"{self._policy.lock_timeout_ms:.0f}ms",),
-            )
-            if self._conn.info.server_version >= 140000:
-                # A statement a killed run left running is cancelled within a second, instead
-                # of holding its locks (and the gate lock) until it ends on its own.
-                self._conn.execute("SET client_connection_check_interval = '1s'")
+        self._settings()
         row = self._conn.execute("SELECT now()").fetchone()
         assert row is not None and isinstance(row[0], datetime)
         self._now = row[0]
         self._recorded = recorded
+        self._tool = tool
+        if tool is not None:
+            ours = {v for v, r in recorded.items() if r.success}
+            applied = [m for m in self._migrations if m.version in tool.versions | ours]
+            self._progress(
+                f"{len(applied)} of {len(self._migrations)} migrations already applied (as "
+                f"{tool.table} and dbgate.migrations record them), "
+                f"{len(self._migrations) - len(applied)} pending"
+            )
+
+    def _settings(self) -> None:
+        """The gate's own settings of the migrating session: on production, the lock_timeout,
+        and a check that cancels a statement within a second of its client going away (a killed
+        run's statement then stops holding its locks, and the gate lock)."""
+        if self._policy is None:
+            return
+        self._conn.execute(
+            "SELECT set_config('lock_timeout', %s, false)",
+            (f"{self._policy.lock_timeout_ms:.0f}ms",),
+        )
+        if self._conn.info.server_version >= 140000:
+            self._conn.execute("SET client_connection_check_interval = '1s'")
+
+    def _fresh_session(self) -> None:
+        """Each file starts from the session the gate opened: what an earlier file set
+        (search_path, a role, lock_timeout = 0) does not leak into it, on staging as on
+        production, so a file runs the same way after a crash, a hold-back or a resume."""
+        self._conn.execute("RESET SESSION AUTHORIZATION")
+        self._conn.execute("RESET ALL")
+        self._settings()
 
     def recorded(self) -> dict[str, TrackedMigration]:
         """What ``dbgate.migrations`` said before this run, by version."""
@@ -177,6 +209,8 @@ class Runner:
                     migration, Status.CHECKSUM_CHANGED, recorded_checksum=recorded.checksum
                 )
             return Outcome(migration, Status.ALREADY_APPLIED)
+        if self._tool is not None and migration.version in self._tool.versions:
+            return Outcome(migration, Status.ALREADY_APPLIED, recorded_by=self._tool.table)
         blocker = next((o for o in self._outcomes if not o.ok), None)
         if blocker is not None:
             return Outcome(migration, Status.NOT_APPLIED, blocked_by=blocker)
@@ -205,26 +239,33 @@ class Runner:
         """A held-back migration's outcome while it must wait, or ``None`` once it may run.
 
         The period runs from when the migrations before it were applied: now, if this run
-        applied any of them; else the latest ``applied_at`` the tracking table has for them.
+        applied any of them; else the latest ``applied_at`` the tracking table has for them;
+        else (applied before the gate kept records) from when a run first held it back.
         """
         assert self._now is not None
+        key = version_key(migration.version)
         if any(o.status is Status.APPLIED for o in self._outcomes):
             since = self._now
         else:
             earlier = [
                 row.applied_at
                 for version, row in self.recorded().items()
-                if row.success and version_key(version) < version_key(migration.version)
+                if row.success and version_key(version) < key
             ]
-            if not earlier:
+            if earlier:
+                since = max(earlier)
+            elif any(version_key(m.version) < key for m in self._migrations):
+                # Applied, but not by the gate: when is unknown, so the period starts now.
+                since = self._tracking.held_since(migration.version)
+            else:
                 return None  # nothing before it: no release to wait behind
-            since = max(earlier)
         eligible = since + hold_back
         if eligible <= self._now:
             return None
         return Outcome(migration, Status.HELD_BACK, eligible_at=eligible, held_since=since)
 
     def _apply(self, migration: Migration, early: bool) -> Outcome:
+        self._fresh_session()
         resumed, notes, stop = self._resume(migration)
         if stop is not None:
             self._record_failure(migration, stop, 0.0)
@@ -329,6 +370,9 @@ class Runner:
                     Cause.JOURNAL,
                 ),
             )
+        replayed = self._replay(migration, [e.ordinal for e in entries if e.state == APPLIED])
+        if replayed is not None:
+            return through, (), _located(replayed, through)
         notes: list[str] = []
         for entry in entries:
             if entry.state != IN_DOUBT:
@@ -349,6 +393,32 @@ class Runner:
 
     # -- after a failure ---------------------------------------------------------------------
 
+    def _replay(self, migration: Migration, applied: list[int]) -> Failure | None:
+        """The session an earlier run had reached in this file: its applied ``SET``s (a
+        search_path, a role) again, in order, so what follows, and the catalog lookups that
+        settle an in-doubt statement, run as they did there."""
+        for ordinal in sorted(applied):
+            statement = migration.statements[ordinal - 1]
+            if statement.session is None:
+                continue
+            try:
+                self._conn.execute(statement.text)
+            except psycopg.Error as exc:
+                return Failure(
+                    f"could not set the session up as the earlier run had it: statement "
+                    f"{ordinal} (line {statement.line}) fails now: "
+                    f"{exc.diag.message_primary or exc}",
+                    exc.sqlstate,
+                    statement,
+                    statement.line,
+                    0,
+                    Cause.JOURNAL,
+                    ordinal,
+                )
+            if statement.session == "reset":
+                self._settings()
+        return None
+
     def _retry(self, migration: Migration, failure: Failure, attempts: list[Attempt]) -> bool:
         """After a lock timeout: clean up, wait, and say whether to try again."""
         policy = self._policy
@@ -357,8 +427,12 @@ class Runner:
         if failure.sqlstate not in RETRYABLE:
             return False
         statement = failure.statement
+        if statement is not None and statement.concurrent_index == "(unnamed)":
+            return False  # its INVALID index cannot be found by name to clean up before a retry
         blockers = tuple(self._blockers(statement)) if self._blockers and statement else ()
-        dropped, left = drop_invalid_index(self._conn, statement) if statement else (None, None)
+        dropped, left = failure.cleaned, failure.left
+        if statement is not None and dropped is None and left is None:
+            dropped, left = drop_invalid_index(self._conn, statement)
         attempts.append(Attempt(failure.error, failure.line, blockers, dropped, left))
         if len(attempts) > policy.retries or left:
             return False

@@ -22,7 +22,7 @@ Conn = psycopg.Connection[tuple[object, ...]]
 
 # An index on a table, by the table (as regclass reads it) and the index's name.
 INDEX_ON_TABLE = """
-SELECT n.nspname, ic.relname, i.indisvalid AND i.indisready
+SELECT n.nspname, ic.relname, i.indisvalid AND i.indisready, ic.oid::regclass::text
 FROM pg_index i
 JOIN pg_class ic ON ic.oid = i.indexrelid
 JOIN pg_namespace n ON n.oid = ic.relnamespace
@@ -77,7 +77,7 @@ def settle(
     if found is None:
         tracking.forget(version, ordinal)
         return Settled(False, "the index it builds is not there: running it again")
-    schema, name, valid = found
+    schema, name, valid, _ = found
     if valid:
         tracking.settle(version, ordinal, "settled: the index is there and valid")
         return Settled(True, f"the index {name} is there and valid: recorded as applied")
@@ -115,8 +115,7 @@ def drop_invalid_index(conn: Conn, statement: Statement) -> tuple[str | None, st
     found = _index(conn, check.table, check.names[0][-1])
     if found is None or found[2]:
         return None, None
-    schema, name, _ = found
-    shown = sql.Identifier(schema, name).as_string(conn)
+    schema, name, _, shown = found
     try:
         conn.execute(
             sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(schema, name))
@@ -126,12 +125,13 @@ def drop_invalid_index(conn: Conn, statement: Statement) -> tuple[str | None, st
     return shown, None
 
 
-def _index(conn: Conn, table: tuple[str, ...], name: str) -> tuple[str, str, bool] | None:
+def _index(conn: Conn, table: tuple[str, ...], name: str) -> tuple[str, str, bool, str] | None:
+    """(schema, name, valid and ready, the name as messages show it) of an index on a table."""
     row = conn.execute(INDEX_ON_TABLE, (sql.Identifier(*table).as_string(conn), name)).fetchone()
     if row is None:
         return None
-    schema, index, valid = row
-    return str(schema), str(index), bool(valid)
+    schema, index, valid, shown = row
+    return str(schema), str(index), bool(valid), str(shown)
 
 
 def _exists(conn: Conn, name: tuple[str, ...]) -> bool:
