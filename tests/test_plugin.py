@@ -103,7 +103,7 @@ def test_demo_release_passes_on_embedded_servers(demo: Project) -> None:
     ], "and again after the schema checks, then the after capture"
     result.stdout.fnmatch_lines(
         [
-            "dbgate: staging gate of 6 migration(s) in migrations",
+            "dbgate: staging gate of 6 migration(s) in migrations (layout flat)",
             "dbgate: source: embedded server seeded from prod; staging: embedded server*",
             "*[[]dbgate[]] dumping postgres@127.0.0.1:*/prod*",
             "*[[]dbgate[]] applying 20250115160001_fix_recipe_category_fields_index "

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from junitparser import JUnitXml
 
+from pytest_dbgate.report import Results
+
 from .conftest import Project, example
 
 APP = """
@@ -92,3 +94,50 @@ def test_junit_groups_the_project_tests_by_phase(remote_demo: Project) -> None:
 def test_a_partial_selection_says_so(remote_demo: Project) -> None:
     result = remote_demo.run("-k", "refresh")
     result.stdout.fnmatch_lines(["*staging gate PASSED: 6 passed; only 6 of the 39 criteria ran*"])
+
+
+def _history_results(applied: int, pending: int) -> Results:
+    results = Results("staging")
+    for n in range(applied + pending):
+        migration = f"2025{n:04d}120000_step_{n}"
+        lint = f"prisma/migrations/{migration}/migration.sql::lint"
+        summary = "already applied (_prisma_migrations)" if n < applied else "applied in 0.1s"
+        for nodeid, figure in (
+            (lint, summary + (": not part of this release" if n < applied else "")),
+            (f"dbgate::migrate::applied[{migration}]", summary),
+            (
+                f"dbgate::migrate::locks[{migration}]",
+                summary + ": not part of this release"
+                if n < applied
+                else "no lock blocking reads or writes on a table with rows; traffic blocked "
+                "at most 0 ms (0 of 12 probes), and then some more words to be cut" + "." * 80,
+            ),
+        ):
+            results.record(nodeid, "call", "passed", "", [("summary", figure)], 0.01)
+    return results
+
+
+def test_a_long_history_is_folded_and_the_table_stays_narrow() -> None:
+    results = _history_results(applied=120, pending=3)
+    rows = results.rows()
+    assert (
+        "lint",
+        "lint[120 applied before: 20250000120000 … 20250119120000]",
+        "passed",
+        "already applied (_prisma_migrations): not part of this release",
+    ) in rows
+    assert sum(1 for r in rows if "applied before" in r[1]) == 3  # lint, applied, locks
+    assert len(rows) == 3 + 3 * 3
+    assert ("lint", "lint[20250120120000_step_120]", "passed", "applied in 0.1s") in rows
+    table = results.table()
+    assert max(len(line) for line in table.splitlines()) <= 160
+    assert "…" in table  # the long key figure was cut to fit
+
+
+def test_two_migrations_applied_before_are_not_folded() -> None:
+    rows = _history_results(applied=2, pending=1).rows()
+    assert [r[1] for r in rows if r[0] == "lint"] == [
+        "lint[20250000120000_step_0]",
+        "lint[20250001120000_step_1]",
+        "lint[20250002120000_step_2]",
+    ]

@@ -501,10 +501,12 @@ class LocksHeldBriefly(Criterion[Gate]):
             raise StepFailed(migration_step(blocker.migration), blocker.describe_failure(gate.rel))
         report = gate.lock_reports.get(self.migration.id)
         if report is None:
-            return {
-                "summary": f"{outcome.status.value}: nothing ran",
-                "status": outcome.status.value,
-            }
+            already = (
+                f"{outcome.status.value} ({outcome.recorded_by}): not part of this release"
+                if outcome.recorded_by
+                else f"{outcome.status.value}: nothing ran"
+            )
+            return {"summary": already, "status": outcome.status.value}
         figures = _lock_figures(report)
         message = _lock_verdict(gate, report)
         if message:
@@ -692,7 +694,7 @@ class ConstraintsValidated(Criterion[Run]):
         total = conn.execute(CONSTRAINT_COUNT).fetchone()
         checked = int(str(total[0])) if total else 0
         figures: Figures = {
-            "summary": f"{checked} checked, {len(rows)} not valid",
+            "summary": f"{checked} checked, {len(rows)} not valid{_partly_migrated(gate)}",
             "constraints": checked,
             "not_validated": len(rows),
         }
@@ -713,6 +715,19 @@ class ConstraintsValidated(Criterion[Run]):
                 figures,
             )
         return figures
+
+
+def _partly_migrated(gate: Run) -> str:
+    """Said beside a schema check's figure when a migration failed: what it judged is the
+    schema the release reached, not the one it meant to reach (the failure is its item's)."""
+    unapplied = [
+        o
+        for o in gate.outcomes()
+        if o.status in (Status.FAILED, Status.NOT_APPLIED, Status.CHECKSUM_CHANGED)
+    ]
+    if not unapplied:
+        return ""
+    return f"; judged on a partly migrated schema ({len(unapplied)} migration(s) not applied)"
 
 
 BROKEN_INDEXES = f"""
@@ -741,7 +756,8 @@ class IndexesValid(Criterion[Run]):
         total = conn.execute(INDEX_COUNT).fetchone()
         checked = int(str(total[0])) if total else 0
         figures: Figures = {
-            "summary": f"{checked} checked, {len(rows)} not valid or not ready",
+            "summary": f"{checked} checked, {len(rows)} not valid or not ready"
+            f"{_partly_migrated(gate)}",
             "indexes": checked,
             "broken": len(rows),
         }
@@ -809,10 +825,7 @@ class MigrationsRecorded(Criterion[Gate]):
             "tracking_table": tables,
         }
         if unapplied:
-            figures["summary"] = (
-                f"{figures['summary']}; judged on a partly migrated schema: {unapplied} "
-                "migration(s) did not apply (see their items)"
-            )
+            figures["summary"] = f"{figures['summary']}{_partly_migrated(gate)}"
             figures["not_applied"] = unapplied
         if orphans:
             figures["recorded_without_file"] = ", ".join(orphans)

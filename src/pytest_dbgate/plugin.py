@@ -282,7 +282,7 @@ class GateHooks:
         if self.gate.mode == "production":
             return [
                 f"dbgate: production deploy of {len(self.gate.migrations)} migration(s) in "
-                f"{self._shown(cfg.migrations)}",
+                f"{self._shown(cfg.migrations)}{self._layout()}",
                 f"dbgate: target: {cfg.production_url_setting}; gate record: "
                 f"{self._shown(cfg.record)}",
             ]
@@ -300,10 +300,22 @@ class GateHooks:
         staging = "embedded server" if cfg.embedded_staging else cfg.staging_url_setting
         return [
             f"dbgate: {cfg.mode} gate of {len(self.gate.migrations)} migration(s) in "
-            f"{self._shown(cfg.migrations)}",
-            f"dbgate: source: {source}; staging: {staging}; "
-            f"PostgreSQL programs: {self.gate.binaries.bindir}",
+            f"{self._shown(cfg.migrations)}{self._layout()}",
+            f"dbgate: source: {source}; staging: {staging}",
+            f"dbgate: PostgreSQL programs: {self.gate.binaries.bindir}",
         ]
+
+    def _layout(self) -> str:
+        """`` (layout prisma, history _prisma_migrations)``: how the folder is read, and which
+        table says what is applied."""
+        from pytest_dbgate.history import history_for
+
+        layouts = {m.layout for m in self.gate.migrations}
+        if len(layouts) != 1:
+            return ""
+        layout = layouts.pop()
+        history = history_for(layout)
+        return f" (layout {layout}" + (f", history {history.table})" if history else ")")
 
     def _shown(self, path: Path) -> str:
         try:

@@ -25,6 +25,7 @@ PHASES = ("before", "after")
 PROJECT_TESTS = "project tests"
 _XDIST_GROUP = re.compile(r"@[\w-]+$")
 _PARAM_IDS = re.compile(r"\[(?P<ids>[^\]]*)\]$")
+TABLE_WIDTH = 160  # the terminal table's widest line (a CI log's): the key figure is cut to fit
 
 
 @dataclass
@@ -155,10 +156,21 @@ class Results:
             folded[r.stage].append(r)
         for stage, slot in slots.items():
             rows[slot] = _fold(stage, folded[stage])
-        return rows
+        return [
+            (st, _short(name), verdict, figure) for st, name, verdict, figure in _fold_history(rows)
+        ]
 
-    def table(self) -> str:
-        return tabulate(self.rows(), headers=("stage", "criterion", "verdict", "key figure"))
+    def table(self, width: int = TABLE_WIDTH) -> str:
+        """The terminal table, no wider than ``width``: the key figure gives way."""
+        rows = self.rows()
+        headers = ("stage", "criterion", "verdict", "key figure")
+        text = tabulate(rows, headers=headers, disable_numparse=True)
+        excess = max(len(line) for line in text.splitlines()) - width
+        if excess <= 0:
+            return text
+        room = max(max(len(row[3]) for row in rows) - excess, 30)
+        cut = [(*row[:3], _cut(row[3], room)) for row in rows]
+        return tabulate(cut, headers=headers, disable_numparse=True)
 
     def markdown(self) -> str:
         lines = [f"# pytest-dbgate: {self.headline()}", ""]
@@ -169,9 +181,17 @@ class Results:
                 tablefmt="github",
             )
         )
-        migrations = [r for r in self.ran if r.stage == "migrate" and r.name.startswith("applied[")]
-        if migrations:
+        every = [r for r in self.ran if r.stage == "migrate" and r.name.startswith("applied[")]
+        migrations = [r for r in every if not _history(r)]
+        if every:
             lines += ["", "## Migrations", ""]
+            history = [r for r in every if _history(r)]
+            if history:
+                lines += [
+                    f"{len(history)} already applied before this release "
+                    f"(`{history[0].name[8:-1]}` … `{history[-1].name[8:-1]}`): not run.",
+                    "",
+                ]
             lines.append(
                 tabulate(
                     [
@@ -188,7 +208,11 @@ class Results:
                     tablefmt="github",
                 )
             )
-        locks = [r for r in self.ran if r.stage == "migrate" and r.name.startswith("locks[")]
+        locks = [
+            r
+            for r in self.ran
+            if r.stage == "migrate" and r.name.startswith("locks[") and not _history(r)
+        ]
         if locks:
             lines += ["", "## Locks", ""]
             lines.append(
@@ -253,6 +277,58 @@ def _fold(stage: str, results: list[ItemResult]) -> tuple[str, str, str, str]:
         figure += f": {names}" + (" …" if len(bad) > 2 else "")
     verdict = "FAILED" if bad else ("passed" if counts.get("passed") else "skipped")
     return (stage, PROJECT_TESTS, verdict, figure)
+
+
+def _history(result: ItemResult) -> bool:
+    """An item about a migration applied before this release (its tool's history says so)."""
+    return str(result.figures.get("summary", "")).startswith("already applied")
+
+
+def _fold_history(rows: list[tuple[str, str, str, str]]) -> list[tuple[str, str, str, str]]:
+    """The rows of one kind (``lint``, ``applied``, ``locks``) about migrations applied before
+    the release, saying the same, as one row where the first was: a 160-migration history is
+    not 480 rows of "already applied"."""
+    groups: dict[tuple[str, str, str, str], list[tuple[str, str, str, str]]] = {}
+    order: list[tuple[str, str, str, str] | None] = []  # a row, or None for a group's place
+    places: list[tuple[str, str, str, str]] = []
+    for row in rows:
+        if not row[3].startswith("already applied"):
+            order.append(row)
+            continue
+        key = (row[0], _short(row[1]).split("[", 1)[0], row[2], row[3])
+        if key not in groups:
+            groups[key] = []
+            places.append(key)
+            order.append(None)
+        groups[key].append(row)
+    folded: list[tuple[str, str, str, str]] = []
+    waiting = iter(places)
+    for entry in order:
+        if entry is not None:
+            folded.append(entry)
+            continue
+        key = next(waiting)
+        members = groups[key]
+        if len(members) < 3:
+            folded.extend(members)
+            continue
+        versions = [_short(r[1]).split("[", 1)[-1].split("_", 1)[0] for r in members]
+        name = f"{key[1]}[{len(members)} applied before: {versions[0]} … {versions[-1]}]"
+        folded.append((key[0], name, key[2], key[3]))
+    return folded
+
+
+def _short(name: str) -> str:
+    """A criterion's name, short: a lint item by its migration, not its file's whole path."""
+    if not name.endswith(LINT_SUFFIX):
+        return name
+    path = Path(name.removesuffix(LINT_SUFFIX))
+    migration = path.parent.name if path.name == "migration.sql" else path.name
+    return f"lint[{migration.removesuffix('.sql').removesuffix('.up')}]"
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _first_line(text: str) -> str:

@@ -325,7 +325,6 @@ class Runner:
                 notes=notes,
             )
         self._applier.point(MIGRATION_RECORDED, migration, None)
-        self._progress(f"{migration.id} applied in {duration_ms / 1000:.1f}s")
         outcome = Outcome(
             migration,
             Status.APPLIED,
