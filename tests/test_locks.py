@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from pytest_dbgate.connections import Endpoint, connection
-from pytest_dbgate.locks import blocks, sql_mode, touched_relations
+from pytest_dbgate.locks import HeldLock, LockReport, blocks, sql_mode, touched_relations
 from pytest_dbgate.migrations import discover
 from pytest_dbgate.provisioning import load_seed
+from pytest_dbgate.remeasure import Measure, median
 
 from .conftest import PROJECTS, REPO, Project, example, url
 
@@ -316,3 +317,45 @@ def test_traffic_goes_to_the_table_the_migration_names_whatever_its_case(
     assert int(spaced["probes"]) > 0
     outcomes = {i["nodeid"]: i["outcome"] for i in results["items"]}
     assert outcomes["dbgate::migrate::applied[20260101000100_note_on_my_table]"] == "passed"
+
+
+def test_a_verdict_near_the_limit_is_measured_three_times_and_does_not_flap(
+    locks_project: Project,
+) -> None:
+    """Five identical runs of a release that sits near the limits: the same verdict each time,
+    from the middle of three measurements taken on fresh copies."""
+    locks_project.migrations(LOCKS / "near").ini(
+        dbgate_max_lock_ms="1000", dbgate_max_block_ms="1000"
+    )
+    verdicts = []
+    for _ in range(5):
+        result = locks_project.run("-k", "migrate", "-rA")
+        results = json.loads((locks_project.path / ".dbgate" / "staging-results.json").read_text())
+        item = next(i for i in results["items"] if i["name"].startswith("locks["))
+        measurements = str(item["figures"]["measurements"])
+        assert measurements.startswith("lock/blocked ms: ") and measurements.count(",") == 2
+        verdicts.append((result.ret, item["outcome"]))
+    assert verdicts == [(0, "passed")] * 5, verdicts
+
+
+@pytest.mark.parametrize(
+    ("held", "decides"),
+    [((900, 1100, 1200), 1100), ((900, 950, 1100), 950), ((1300, 600, 700), 700)],
+)
+def test_the_middle_of_three_measurements_decides(
+    tmp_path: Path, held: tuple[int, int, int], decides: int
+) -> None:
+    (tmp_path / "1_m.sql").write_text("LOCK TABLE accounts IN SHARE MODE;")
+    (migration,) = discover(tmp_path)
+    reports = []
+    for ms in held:
+        report = LockReport(migration)
+        report.locks.append(HeldLock('"accounts"', "ShareLock", ms, None, True))
+        reports.append(report)
+    chosen, measures = median(reports, max_lock_ms=1000, max_block_ms=500)
+    assert [m.lock_ms for m in measures] == list(held)
+    assert chosen.locks[0].held_ms == decides
+    assert Measure.of(reports[0], 1000, 500).near()  # 900 of 1,000: measured again
+    far = LockReport(migration)
+    far.locks.append(HeldLock('"accounts"', "ShareLock", 200, None, True))
+    assert not Measure.of(far, 1000, 500).near()

@@ -45,6 +45,7 @@ from pytest_dbgate.record import (
     format_period,
     now_utc,
 )
+from pytest_dbgate.remeasure import Measure, again, median
 from pytest_dbgate.stats import Capture, Comparison
 from pytest_dbgate.steps import Database, Run, StepFailed, migration_step
 
@@ -507,9 +508,29 @@ class LocksHeldBriefly(Criterion[Gate]):
                 else f"{outcome.status.value}: nothing ran"
             )
             return {"summary": already, "status": outcome.status.value}
+        config = gate.config
+        measured = Measure.of(report, config.max_lock_ms, config.max_block_ms)
+        measures = [measured]
+        note = ""
+        if measured.near():
+            more, why_not = again(gate, self.index)
+            report, measures = median([report, *more], config.max_lock_ms, config.max_block_ms)
+            note = why_not and f"measured once: near a limit, but {why_not}"
         figures = _lock_figures(report)
+        taken = ", ".join(f"{m.lock_ms:.0f}/{m.block_ms:.0f}" for m in measures)
+        if len(measures) > 1:
+            figures["measurements"] = f"lock/blocked ms: {taken}"
+            figures["summary"] = f"{figures['summary']}; middle of {len(measures)}: {taken} ms"
+        elif note:
+            figures["measurements"] = note
         message = _lock_verdict(gate, report)
         if message:
+            if len(measures) > 1:
+                message += (
+                    f"\n  measured {len(measures)} times, each on a fresh copy of the state "
+                    f"before it (longest lock/blocked ms: {taken}): the "
+                    "middle one, above, decides"
+                )
             raise CriterionFailed(message, figures)
         return figures
 

@@ -50,7 +50,7 @@ from pytest_dbgate.provisioning import (
     staging_server,
 )
 from pytest_dbgate.record import format_period
-from pytest_dbgate.runner import Runner
+from pytest_dbgate.runner import Runner, Watch
 from pytest_dbgate.snapshot import Snapshot, TableCount, count_rows, refresh, restore_file
 from pytest_dbgate.stats import Capture, Comparison
 from pytest_dbgate.steps import Conn, Database, Progress, Run, StepFailed, migration_step
@@ -455,7 +455,7 @@ class Gate(Run):
             self.migrations,
             self.progress,
             f"pytest-dbgate {__version__} staging",
-            watch=self._watch_migration,
+            watch=self.watcher(self.snapshot().staging, self.lock_reports),
             boundary=self.boundary,
         )
         try:
@@ -467,19 +467,24 @@ class Gate(Run):
             ) from None
         return runner
 
-    @contextlib.contextmanager
-    def _watch_migration(self, migration: Migration, conn: Conn) -> Iterator[StatementLog]:
-        """Simulated traffic and the lock monitor around one migration."""
-        staging = self.snapshot().staging
+    def watcher(self, database: Endpoint, reports: dict[str, LockReport]) -> Watch:
+        """Simulated traffic and the lock monitor around each migration applied to
+        ``database``; each migration's report goes into ``reports``."""
+        reads = self._workload_reads()
 
         def session() -> Conn:
-            return connect(staging, "staging", self.config.staging_url_setting, purpose="watch")
+            return connect(database, "staging", self.config.staging_url_setting, purpose="watch")
 
-        with watching(
-            session, migration, conn, self._workload_reads(), self.config.traffic_rate
-        ) as (report, timeline):
-            self.lock_reports[migration.id] = report
-            yield timeline
+        @contextlib.contextmanager
+        def watch(migration: Migration, conn: Conn) -> Iterator[StatementLog]:
+            with watching(session, migration, conn, reads, self.config.traffic_rate) as (
+                report,
+                timeline,
+            ):
+                reports[migration.id] = report
+                yield timeline
+
+        return watch
 
     def _workload_reads(self) -> dict[str, list[str]]:
         """The workload's read queries by the relations they read: traffic reads these."""
