@@ -16,9 +16,9 @@ def test_junit_groups_items_by_stage(remote_demo: Project) -> None:
     assert list(dict.fromkeys(classes)) == [
         "dbgate.refresh",
         "dbgate.connect",
-        "dbgate.lint",
         "dbgate.before",
         "dbgate.migrate",
+        "dbgate.lint",
         "dbgate.schema",
         "dbgate.after",
         "dbgate.performance",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -170,6 +171,24 @@ def test_what_the_release_created_is_not_an_existing_table(tmp_path: Path) -> No
     assert found == {"1_m1": [], "2_m2": []}
 
 
+def test_what_the_release_added_can_be_dropped_or_renamed_without_a_finding(
+    tmp_path: Path,
+) -> None:
+    found = fired(
+        release(
+            tmp_path,
+            "CREATE TABLE draft (a int);\nALTER TABLE t ADD COLUMN scratch int;",
+            "CREATE INDEX draft_a ON draft (a);\nALTER TABLE draft RENAME TO final;",
+            "DROP INDEX draft_a;\nALTER TABLE t DROP COLUMN scratch;\n"
+            "CREATE INDEX final_a ON final (a);",
+        )
+    )
+    assert found == {"1_m1": [], "2_m2": [], "3_m3": []}
+    # What the old release used is still judged.
+    kept = fired(release(tmp_path, "SELECT 1;", "SELECT 1;", "ALTER TABLE t DROP COLUMN a;"))
+    assert kept["3_m3"] == ["drop"]
+
+
 def test_no_lock_timeout_is_reported_not_failed(tmp_path: Path) -> None:
     (findings,) = lint(discover(release(tmp_path, "ALTER TABLE t ADD COLUMN b int;"))).values()
     assert [(f.rule.id, f.fails) for f in findings] == [("no-lock-timeout", False)]
@@ -287,6 +306,27 @@ def test_staging_reports_findings_on_small_tables_and_fails_on_big_ones(
     assert "[index-not-concurrent]" in text
     lint_only = deploy_project.run(mode="lint")
     lint_only.assert_outcomes(failed=2)
+
+
+def test_staging_judges_a_table_as_the_migration_meets_it(deploy_project: Project) -> None:
+    """reports has 2 rows in the snapshot, but the release grows it before indexing it."""
+    folder = deploy_project.path / "migrations"
+    shutil.rmtree(folder)
+    folder.mkdir()
+    (folder / "1_fill_reports.sql").write_text(
+        "INSERT INTO reports SELECT n, 'report ' || n FROM generate_series(3, 30000) n;\n"
+    )
+    (folder / "2_index_reports.sql").write_text("CREATE INDEX reports_title ON reports (title);\n")
+    result = deploy_project.run("-rA", "-k", "lint or applied")
+    text = result.stdout.str()
+    assert "FAILED migrations/2_index_reports.sql::lint" in text, text
+    assert "[index-not-concurrent]" in text
+    # Without the migrations before it (lint alone), the snapshot's size is all there is.
+    alone = deploy_project.run("-rA", "-k", "2_index_reports and lint")
+    assert alone.ret == 0
+    results = json.loads((deploy_project.path / ".dbgate" / "staging-results.json").read_text())
+    (item,) = [i for i in results["items"] if i["nodeid"].endswith("2_index_reports.sql::lint")]
+    assert "(reported: reports has 2 rows, fewer than 10,000)" in item["figures"]["notes"]
 
 
 @pytest.mark.parametrize(

@@ -82,7 +82,7 @@ def test_demo_release_passes_on_embedded_servers(demo: Project) -> None:
     gate = [name for name in ran if name.startswith("dbgate::")]
     assert gate == DEMO_ITEMS, "the checklist runs in order"
     app = "tests/test_recipes.py::"
-    assert ran[14:21] == [
+    assert ran[8:15] == [
         f"{app}test_title_search_finds_recipes_by_fragment[before]",
         f"{app}test_search_is_case_insensitive[before]",
         f"{app}test_a_cooks_recipes_newest_first[before]",

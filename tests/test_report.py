@@ -79,9 +79,9 @@ def test_junit_groups_the_project_tests_by_phase(remote_demo: Project) -> None:
     assert list(dict.fromkeys(c for c, _ in cases)) == [
         "dbgate.refresh",
         "dbgate.connect",
-        "dbgate.lint",
         "dbgate.before",
         "dbgate.migrate",
+        "dbgate.lint",
         "dbgate.schema",
         "dbgate.after",
         "dbgate.performance",

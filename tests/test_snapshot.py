@@ -287,9 +287,10 @@ def test_damaged_dump_files_are_clear_errors_and_never_cached(
     failed = project.run("--dbgate-snapshot=cut.dump", "-k", "snapshot_restored")
     assert failed.ret == pytest.ExitCode.TESTS_FAILED
     failed.stdout.fnmatch_lines(["*pg_restore into *dbgate_*_snapshot failed:*"])
-    # pg_restore says "could not read from input file" or "could not find block ID …
-    # possibly corrupt archive", depending on where the cut falls.
-    assert "pg_restore: error: could not" in failed.stdout.str()
+    # pg_restore's words depend on where the cut falls and which worker meets it: "could not
+    # read from input file", "could not find block ID … possibly corrupt archive", "a worker
+    # process died unexpectedly". The message shows them, whichever it is.
+    assert "pg_restore: error: " in failed.stdout.str()
     whole_run = project.run("--dbgate-snapshot=whole.dump", "-k", "snapshot_restored")
     assert whole_run.ret == 0, whole_run.stdout.str()
     whole_run.stdout.fnmatch_lines(["*taking a new snapshot (no cached snapshot yet)*"])

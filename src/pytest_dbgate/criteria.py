@@ -1040,7 +1040,7 @@ class MigrationLinted(Criterion[Run]):
         if applied is not None:
             # History, not the release: it ran on production long ago.
             return {"summary": f"already applied ({applied}): not part of this release"}
-        rows = _table_rows(gate)
+        rows = _table_rows(gate, self.migration)
         limit = gate.config.lint_small_table_rows
         failing: list[tuple[Finding, bool]] = []
         reported: list[tuple[Finding, bool]] = []
@@ -1048,7 +1048,7 @@ class MigrationLinted(Criterion[Run]):
             small = (
                 finding.table is not None
                 and rows is not None
-                and rows.get(finding.table.split(".")[-1], 0) < limit
+                and _rows_of(rows, finding.table) < limit
             )
             (failing if finding.fails and not small else reported).append((finding, small))
         figures: Figures = {
@@ -1065,7 +1065,7 @@ class MigrationLinted(Criterion[Run]):
         for finding, small in reported:
             line = f"{rel}:{finding.statement.line}: [{finding.rule.id}] {finding.detail}"
             if small and finding.table is not None and rows is not None:
-                count = rows.get(finding.table.split(".")[-1], 0)
+                count = _rows_of(rows, finding.table)
                 line += f" (reported: {finding.table} has {count:,} rows, fewer than {limit:,})"
             elif finding.ignored is not None:
                 line += f" (ignored: {finding.ignored})"
@@ -1100,16 +1100,24 @@ def _applied_before(gate: Run) -> dict[str, str]:
         return {}
 
 
-def _table_rows(gate: Run) -> dict[str, int] | None:
-    """Rows per table of the restored copy as counted on staging (by unqualified name), when
-    there is one: the source of a dump file is not there to count, the copy is."""
+def _table_rows(gate: Run, migration: Migration) -> dict[str, int] | None:
+    """Rows per table as the migration met them: counted just before it ran (what earlier
+    migrations of the release inserted included), else as restored on the staging copy (the
+    source of a dump file is not there to count, the copy is); by name as the SQL gave it and
+    by unqualified name. ``None`` without a copy (lint mode)."""
     if not isinstance(gate, Gate):
         return None
     try:
         snapshot = gate.snapshot()
     except StepFailed:
         return None
-    return {table: rows for (_, table), rows in snapshot.rows().items()}
+    rows = {table: count for (_, table), count in snapshot.rows().items()}
+    rows.update(gate.sizes_before.get(migration.version, {}))
+    return rows
+
+
+def _rows_of(rows: dict[str, int], table: str) -> int:
+    return rows.get(table, rows.get(table.split(".")[-1], 0))
 
 
 def lint_checklist(run: Run) -> list[Criterion[Any]]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import psycopg
+from psycopg import sql
 
 from pytest_dbgate import __version__
 from pytest_dbgate.apply import StatementLog
@@ -101,6 +102,8 @@ class Gate(Run):
         self.dump = dump
         self.workload = parse_workload(config.workload) if config.workload is not None else []
         self.lock_reports: dict[str, LockReport] = {}
+        # Rows of the tables lint findings name, just before each migration ran, by version.
+        self.sizes_before: dict[str, dict[str, int]] = {}
         self.performance: Performance | None = None
         if config.performance:
             self.performance = Performance(config, progress, self.workload)
@@ -449,6 +452,9 @@ class Gate(Run):
             # cannot be taken, the baseline item says why and migrating goes on.
             with contextlib.suppress(StepFailed):
                 self.baseline()
+        # What the copy had before this run, read before it changes it (lint skips those).
+        with contextlib.suppress(StepFailed):
+            self.applied_before()
         conn = self.staging_connection(purpose="migrate")
         runner = Runner(
             conn,
@@ -477,6 +483,7 @@ class Gate(Run):
 
         @contextlib.contextmanager
         def watch(migration: Migration, conn: Conn) -> Iterator[StatementLog]:
+            self.sizes_before[migration.version] = self._sizes(conn, migration)
             with watching(session, migration, conn, reads, self.config.traffic_rate) as (
                 report,
                 timeline,
@@ -485,6 +492,23 @@ class Gate(Run):
                 yield timeline
 
         return watch
+
+    def _sizes(self, conn: Conn, migration: Migration) -> dict[str, int]:
+        """Rows of the tables the migration's lint findings name, as they are just before it
+        runs (what earlier migrations of the release inserted included), counted up to the
+        small-table limit: enough to judge, and cheap on a big table."""
+        limit = self.config.lint_small_table_rows
+        sizes: dict[str, int] = {}
+        for table in {f.table for f in self.findings.get(migration.id, []) if f.table}:
+            query = sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} LIMIT %s) AS s").format(
+                sql.Identifier(*table.split("."))
+            )
+            try:
+                row = conn.execute(query, (limit,)).fetchone()
+            except psycopg.Error:
+                continue  # not there yet: the migration creates it
+            sizes[table] = int(row[0]) if row and isinstance(row[0], int) else 0
+        return sizes
 
     def _workload_reads(self) -> dict[str, list[str]]:
         """The workload's read queries by the relations they read: traffic reads these."""

@@ -235,6 +235,10 @@ class _Release:
     """What the release did so far: tables it created, NOT NULL checks it validated."""
 
     created: set[str] = field(default_factory=set)
+    # Columns the release added to tables that existed, and indexes it built (by name, the
+    # table they are on): the old release never used them, so dropping them harms nobody.
+    added_columns: set[tuple[str, str]] = field(default_factory=set)
+    index_tables: dict[str, str] = field(default_factory=dict)
     not_null_checks: set[tuple[str, str]] = field(default_factory=set)
     # Constraints added NOT VALID: (table, name) → where, until a VALIDATE names them.
     not_valid: dict[tuple[str, str], tuple[Migration, Statement]] = field(default_factory=dict)
@@ -394,7 +398,14 @@ def _indexes(node: ast.Node, release: _Release, in_block: bool) -> Iterator[Chec
         if node.concurrent and in_block:
             yield "concurrently-in-transaction", None, "DROP INDEX CONCURRENTLY inside BEGIN"
         elif not node.concurrent:
-            yield "index-not-concurrent", None, "DROP INDEX without CONCURRENTLY"
+            # An index the release built on a table the release created locks nobody's table.
+            on = [
+                release.index_tables.get(_bare(".".join(getattr(n, "sval", "") for n in obj)))
+                for obj in node.objects or ()
+                if isinstance(obj, tuple)
+            ]
+            if not on or any(table is None or release.existing(table) for table in on):
+                yield "index-not-concurrent", None, "DROP INDEX without CONCURRENTLY"
     elif isinstance(node, ast.ReindexStmt):
         concurrent = any(getattr(p, "defname", None) == "concurrently" for p in node.params or ())
         table = _table(node.relation)
@@ -459,7 +470,7 @@ def _alter_table(node: ast.Node, release: _Release) -> Iterator[Check]:
                 yield "set-not-null", table, f"{table}.{cmd.name} SET NOT NULL scans the table"
         elif subtype == AlterTableType.AT_DropColumn:
             dangerous = True
-            if existing:
+            if existing and (_bare(table or ""), cmd.name or "") not in release.added_columns:
                 yield "drop", table, f"column {table}.{cmd.name} dropped"
         elif subtype == AlterTableType.AT_DropNotNull:
             if existing:
@@ -602,6 +613,25 @@ def _remember(
                 release.not_valid[(table, definition.conname)] = (migration, statement)
             elif cmd.subtype == AlterTableType.AT_ValidateConstraint and cmd.name:
                 release.not_valid.pop((table, cmd.name), None)
+    if isinstance(node, ast.AlterTableStmt):
+        table = _bare(_table(node.relation) or "")
+        for cmd in node.cmds or ():
+            if (
+                isinstance(cmd, ast.AlterTableCmd)
+                and cmd.subtype == AlterTableType.AT_AddColumn
+                and isinstance(cmd.def_, ast.ColumnDef)
+                and cmd.def_.colname
+            ):
+                release.added_columns.add((table, cmd.def_.colname))
+    if isinstance(node, ast.IndexStmt) and node.idxname:
+        release.index_tables[node.idxname] = _table(node.relation) or ""
+    if (
+        isinstance(node, ast.RenameStmt)
+        and node.renameType == ObjectType.OBJECT_TABLE
+        and node.newname
+        and not release.existing(_table(node.relation))
+    ):
+        release.created.add(node.newname)  # a table the release made, under its new name
     relation = None
     if isinstance(node, ast.CreateStmt):
         relation = node.relation

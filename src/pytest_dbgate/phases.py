@@ -19,9 +19,10 @@ MARKER = "dbgate_phase"
 STAGE_ORDER = (
     "refresh",
     "connect",
-    "lint",
     "before",
     "migrate",
+    # After migrating: each migration's findings are judged with the tables as it met them.
+    "lint",
     "schema",
     "after",
     "performance",
