@@ -165,6 +165,14 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="COMMAND",
     ),
     Setting(
+        "migrate_command",
+        "staging: the project's own command that applies its migrations (`alembic upgrade "
+        "head`, `python manage.py migrate`, `npx prisma migrate deploy`), run with "
+        "DATABASE_URL set to staging under the lock watch, instead of the gate applying SQL "
+        "files itself",
+        metavar="COMMAND",
+    ),
+    Setting(
         "post_migrate_command",
         "command run after migrating and before the after-tests, with DATABASE_URL set "
         "(e.g. `npx prisma generate`)",
@@ -385,6 +393,7 @@ class GateConfig:
     pool_size: int
     test_command: str | None = None
     post_migrate_command: str | None = None
+    migrate_command: str | None = None
     workload: Path | None = None
     workload_runs: int = DEFAULT_WORKLOAD_RUNS
     max_regression: float | None = DEFAULT_MAX_REGRESSION
@@ -457,6 +466,7 @@ def read_config(config: pytest.Config) -> GateConfig | None:
         pool_size=reader.whole("pool_size", DEFAULT_POOL_SIZE),
         test_command=reader.text("test_command"),
         post_migrate_command=reader.text("post_migrate_command"),
+        migrate_command=reader.text("migrate_command"),
         workload=reader.optional_path("workload"),
         workload_runs=reader.whole("workload_runs", DEFAULT_WORKLOAD_RUNS),
         max_regression=reader.fraction_or_off("max_regression", DEFAULT_MAX_REGRESSION),

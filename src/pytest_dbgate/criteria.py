@@ -24,6 +24,7 @@ from pytest_dbgate.exceptions import CriterionFailed, Figure
 from pytest_dbgate.gate import (
     AFTER_CAPTURE,
     BASELINE,
+    COMMAND,
     DUMP_FILE,
     MIGRATED,
     PERFORMANCE,
@@ -1209,6 +1210,13 @@ def _shown(gate: Gate, path: Path) -> str:
 def build_record(gate: Gate) -> GateRecord:
     """What this passing run validated: files by checksum, the source, the figures."""
     outcomes = {o.migration.version: o for o in gate.outcomes()}
+    figures_extra: dict[str, Figure] = {}
+    if gate.config.migrate_command is not None:
+        done = gate.command()
+        figures_extra = {
+            "migrate_command": done.result.command,
+            "applied_by_command": ", ".join(done.applied),
+        }
     held = gate.hold_backs
     staging = gate.staging_server()
     checks = tuple(
@@ -1230,6 +1238,7 @@ def build_record(gate: Gate) -> GateRecord:
     ]
     if locks:
         figures["longest_blocking_lock_ms"] = max(locks)
+    figures.update(figures_extra)
     return GateRecord(
         created_at=now_utc().isoformat(timespec="seconds"),
         plugin_version=__version__,
@@ -1251,6 +1260,7 @@ def build_record(gate: Gate) -> GateRecord:
                 executed_from=outcomes[m.version].resumed_after + 1,
             )
             for m in gate.migrations
+            if m.version in outcomes  # in command mode the tool applied them: none here
         ),
         figures=figures,
         checks=checks,
@@ -1311,7 +1321,15 @@ def staging_checklist(gate: Gate, extensions: Sequence[str]) -> list[Criterion[A
         StagingReachable("staging_reachable", where, (SNAPSHOT,), (STAGING_SERVER,)),
         PoolHeadroom("pool_headroom", where, (STAGING_SERVER,), pool_size=pool_size),
     ]
-    for index, migration in enumerate(migrations):
+    config = gate.config
+    if config.migrate_command is not None:
+        from pytest_dbgate.command_items import CommandLocksHeldBriefly, MigrateCommandRan
+
+        checklist += [
+            MigrateCommandRan("command", where, (SNAPSHOT,), (COMMAND,)),
+            CommandLocksHeldBriefly("locks[command]", where, (SNAPSHOT, COMMAND)),
+        ]
+    for index, migration in enumerate(() if config.migrate_command else migrations):
         owns = (migration_step(migration),) + ((RUNNER,) if index == 0 else ())
         checklist.append(
             MigrationApplied(
@@ -1332,25 +1350,27 @@ def staging_checklist(gate: Gate, extensions: Sequence[str]) -> list[Criterion[A
                 index=index,
             )
         )
-    config = gate.config
     if config.test_command:
         checklist.append(
             ExternalTestsBefore("test_command", where, (SNAPSHOT,), command=config.test_command)
         )
     if gate.performance is not None:
         checklist.append(BaselineCaptured("baseline_captured", where, (SNAPSHOT,), (BASELINE,)))
-    schema_needs = (SNAPSHOT, RUNNER)
+    schema_needs = (SNAPSHOT, COMMAND if config.migrate_command else RUNNER)
     checklist += [
         ConstraintsValidated("constraints_validated", where, schema_needs, needs_migrations=True),
         IndexesValid("indexes_valid_and_ready", where, schema_needs, needs_migrations=True),
-        MigrationsRecorded(
-            "migrations_recorded",
-            where,
-            schema_needs,
-            needs_migrations=True,
-            migrations=tuple(migrations),
-        ),
     ]
+    if config.migrate_command is None:  # the tool keeps its own history
+        checklist.append(
+            MigrationsRecorded(
+                "migrations_recorded",
+                where,
+                schema_needs,
+                needs_migrations=True,
+                migrations=tuple(migrations),
+            )
+        )
     if config.post_migrate_command:
         checklist.append(PostMigrateCommand("post_migrate_command", where, owns=(MIGRATED,)))
     if config.test_command:

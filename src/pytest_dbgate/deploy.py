@@ -241,6 +241,8 @@ def sessions_in_the_way(run: Deployment, relations: Sequence[str]) -> list[str]:
 
 def open_deployment(config: GateConfig, progress: Progress, results: Results) -> Deployment:
     """Check what can be checked without a database, then make the deployment."""
+    if config.migrate_command is not None:
+        raise ConfigError.command_mode_in_production()
     migrations = discover(config.migrations, config.layout)
     if config.production_url is None:
         raise ConfigError.no_production_target()

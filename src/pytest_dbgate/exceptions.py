@@ -232,6 +232,16 @@ class ConfigError(DbgateError):
         )
 
     @classmethod
+    def command_mode_in_production(cls) -> ConfigError:
+        return cls(
+            "--dbgate=production applies SQL migrations itself, exactly once and exactly as "
+            "staging ran them; with dbgate_migrate_command set, the project's own tool applies "
+            "them, and it keeps its own record of what it applied",
+            "deploy with the tool itself once the staging gate passed (its record names the "
+            "command and what it applied), or unset dbgate_migrate_command for SQL migrations",
+        )
+
+    @classmethod
     def release_early_outside_production(cls) -> ConfigError:
         return cls(
             "--dbgate-release-early only means something to --dbgate=production (staging "

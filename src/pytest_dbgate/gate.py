@@ -22,6 +22,7 @@ from pytest_dbgate import __version__
 from pytest_dbgate.apply import StatementLog
 from pytest_dbgate.binaries import PgBinaries, client_for, find_binaries
 from pytest_dbgate.cache import Cached, Key, cache_name, find, seal, usable, why_not
+from pytest_dbgate.command_mode import CommandMigration, run_migrate_command
 from pytest_dbgate.commands import CommandResult, run_command
 from pytest_dbgate.config import GateConfig
 from pytest_dbgate.connections import Endpoint, connect, connection
@@ -58,6 +59,7 @@ from pytest_dbgate.steps import Conn, Database, Progress, Run, StepFailed, migra
 from pytest_dbgate.workload import parse_workload
 
 if TYPE_CHECKING:
+    from pytest_dbgate.outcomes import Outcome
     from pytest_dbgate.report import Results
 
 SOURCE = "source"
@@ -70,6 +72,7 @@ BASELINE = "baseline"
 AFTER_CAPTURE = "after_capture"
 PERFORMANCE = "performance"
 APPLIED_BEFORE = "applied_before"
+COMMAND = "migrate_command"  # command mode: the project's tool applies the migrations
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,6 +145,7 @@ class Gate(Run):
             BASELINE: self.baseline,
             AFTER_CAPTURE: self.after_capture,
             PERFORMANCE: self.comparisons,
+            COMMAND: self.command,
         }
 
     def migrated(self) -> CommandResult | None:
@@ -176,7 +180,17 @@ class Gate(Run):
     @property
     def migrations_started(self) -> bool:
         runner = self._memo.get(RUNNER)
-        return isinstance(runner, Runner) and runner.started
+        return (isinstance(runner, Runner) and runner.started) or COMMAND in self._memo
+
+    def command(self) -> CommandMigration:
+        """Command mode: the project's own tool applied the migrations, under the lock watch."""
+        return self._once(COMMAND, self._migrate_with_command)
+
+    def outcomes(self) -> list[Outcome]:
+        if self.config.migrate_command is not None:
+            self.command()  # raises StepFailed when the command failed: its item says why
+            return []
+        return super().outcomes()
 
     def staging_url(self) -> str:
         """The restored staging database's URL, credentials included, for the app's code."""
@@ -195,6 +209,26 @@ class Gate(Run):
         return conn
 
     # -- step bodies -------------------------------------------------------------------------
+
+    def _migrate_with_command(self) -> CommandMigration:
+        command = self.config.migrate_command
+        assert command is not None
+        if self.performance is not None:
+            with contextlib.suppress(StepFailed):
+                self.baseline()  # before anything changes, as with the gate's own runner
+        staging = self.snapshot().staging
+        self.progress(f"running the migrate command `{command}` under the lock watch")
+        done = run_migrate_command(
+            command,
+            staging,
+            self.config.rootdir,
+            self.config.staging_url_setting,
+            self._workload_reads(),
+            self.config.traffic_rate,
+        )
+        if not done.result.ok:
+            raise StepFailed(COMMAND, done.result.failure("the migrate command"))
+        return done
 
     def _read_applied(self) -> dict[str, str]:
         return applied_versions(self.staging_connection(purpose="read"), self.migrations)
@@ -528,12 +562,22 @@ class DbgateCleanupWarning(UserWarning):
     """Something the run could not clean up after itself."""
 
 
+def _release(config: GateConfig) -> list[Migration]:
+    """The release's migration files; in command mode the folder may hold none the gate can
+    read (alembic's are Python): the tool finds its own, and lint has nothing to read."""
+    if config.migrate_command is None:
+        return discover(config.migrations, config.layout)
+    if not config.migrations.is_dir() or not any(config.migrations.glob("**/*.sql")):
+        return []
+    return discover(config.migrations, config.layout)
+
+
 def open_gate(config: GateConfig, progress: Progress, results: Results) -> Gate:
     """Check everything that can be checked without a database, then make the gate.
 
     Raises a :class:`DbgateError` for bad input, before anything is started or touched.
     """
-    migrations = discover(config.migrations, config.layout)
+    migrations = _release(config)
     if config.source_url is not None:
         source = Endpoint.from_url(config.source_url, config.source_url_setting)
     elif config.snapshot_file is None:

@@ -329,6 +329,22 @@ WHERE (l.pid = %(migration)s AND l.granted AND l.locktype = 'relation'
    OR (NOT l.granted AND l.pid = ANY(%(watched)s))
 """
 
+# The same, when the migration is every session the watch did not open (a tool's own).
+POLL_OTHERS = """
+SELECT l.pid, l.relation::regclass::text, l.mode, l.granted, pg_blocking_pids(l.pid)
+FROM pg_locks l
+WHERE l.pid <> ALL(%(ours)s) AND l.pid <> pg_backend_pid()
+  AND ((l.granted AND l.locktype = 'relation'
+        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+        AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = l.relation
+                    AND c.relkind IN ('r', 'p', 'm')
+                    AND c.relnamespace <> 'pg_catalog'::regnamespace))
+       OR NOT l.granted)
+UNION ALL
+SELECT l.pid, l.relation::regclass::text, l.mode, l.granted, pg_blocking_pids(l.pid)
+FROM pg_locks l WHERE NOT l.granted AND l.pid = ANY(%(ours)s)
+"""
+
 WHO = """
 SELECT pid, coalesce(application_name, ''), coalesce(state, ''),
        left(regexp_replace(coalesce(query, ''), '\\s+', ' ', 'g'), 200)
@@ -347,8 +363,9 @@ class Monitor:
     """Polls pg_locks in its own thread while a migration runs."""
 
     connect: Callable[[], Conn]
-    migration_pid: int
+    migration_pid: int | None  # None: every session but ``ours`` is the migration's
     traffic_pids: list[int]
+    ours: list[int] = field(default_factory=list)  # the watch's own sessions
     interval: float = POLL_INTERVAL_S
     held: dict[tuple[str, str], Seen] = field(default_factory=dict)
     waiting: dict[int, list[Seen]] = field(default_factory=dict)
@@ -364,6 +381,7 @@ class Monitor:
 
     def start(self) -> None:
         self._conn = self.connect()
+        self.ours = [*self.ours, self._conn.info.backend_pid]
         self._thread = threading.Thread(target=self._loop, daemon=True, name="dbgate-monitor")
         self._thread.start()
 
@@ -378,10 +396,16 @@ class Monitor:
 
     def poll(self) -> None:
         assert self._conn is not None
-        rows = self._conn.execute(
-            POLL,
-            {"migration": self.migration_pid, "watched": [self.migration_pid, *self.traffic_pids]},
-        ).fetchall()
+        if self.migration_pid is not None:
+            rows = self._conn.execute(
+                POLL,
+                {
+                    "migration": self.migration_pid,
+                    "watched": [self.migration_pid, *self.traffic_pids],
+                },
+            ).fetchall()
+        else:
+            rows = self._conn.execute(POLL_OTHERS, {"ours": self.ours}).fetchall()
         # Stamped when the answer is in: pg_locks was read at some moment of the round trip,
         # and a session seen waiting may have started its query during it.
         now = time.monotonic()
@@ -391,12 +415,13 @@ class Monitor:
         for pid_value, relation, mode, granted, blocked_by in rows:
             pid = int(str(pid_value))
             blocking = [int(str(b)) for b in blocked_by] if isinstance(blocked_by, list) else []
-            if pid == self.migration_pid and granted and relation:
+            migrating = self._migrating(pid)
+            if migrating and granted and relation:
                 seen = self.held.setdefault((str(relation), str(mode)), Seen(now, now))
                 seen.last = now
-            elif pid == self.migration_pid and not granted:
+            elif migrating and not granted:
                 blockers_now.update(b for b in blocking if b not in self.traffic_pids)
-            elif pid != self.migration_pid and self.migration_pid in blocking:
+            elif not migrating and any(self._migrating(b) for b in blocking):
                 waiting_now.add(pid)
         for pid in waiting_now:
             spans = self.waiting.setdefault(pid, [])
@@ -411,6 +436,11 @@ class Monitor:
         if unknown:
             for row in self._conn.execute(WHO, (unknown,)).fetchall():
                 self.who[int(str(row[0]))] = (str(row[1]), str(row[2]), str(row[3]))
+
+    def _migrating(self, pid: int) -> bool:
+        if self.migration_pid is None:
+            return pid not in self.ours
+        return pid == self.migration_pid
 
     def stop(self) -> None:
         self._stop.set()
@@ -524,6 +554,20 @@ class Timeline:
         return current
 
 
+def biggest_tables(conn: Conn, count: int = 10) -> list[str]:
+    """The tables with the most rows: where traffic goes when what a migration touches is not
+    known beforehand (the project's own tool runs it)."""
+    rows = conn.execute(
+        "SELECT c.oid::regclass::text FROM pg_class c"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE c.relkind IN ('r', 'p') AND c.reltuples > 0"
+        " AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'"
+        " ORDER BY c.reltuples DESC LIMIT %s",
+        (count,),
+    ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
 def tables_with_rows(conn: Conn) -> set[str]:
     """Tables that had rows before the migration; locks on new or empty tables harm nobody."""
     rows = conn.execute(
@@ -602,14 +646,16 @@ def statement_relations(statement: Statement) -> list[str]:
 def watching(
     connect: Callable[[], Conn],
     migration: Migration,
-    migration_conn: Conn,
+    migration_conn: Conn | None,
     reads: dict[str, list[str]],
     rate: float,
 ) -> Iterator[tuple[LockReport, Timeline]]:
     """Traffic and monitor around one migration; the report is filled when the block ends.
 
-    The caller tells the timeline when each statement starts and ends. Every session and thread
-    started here is stopped here, whatever happens inside.
+    The caller tells the timeline when each statement starts and ends. Without a migrating
+    session (``None``: the project's own tool migrates, in sessions of its own), every session
+    the watch did not open is the migration's, and the traffic goes to the biggest tables.
+    Every session and thread started here is stopped here, whatever happens inside.
     """
     report = LockReport(migration)
     timeline = Timeline()
@@ -617,15 +663,20 @@ def watching(
     monitor: Monitor | None = None
     probe_conn = connect()
     try:
-        relations = touched_relations(migration)
+        relations = (
+            touched_relations(migration)
+            if migration_conn is not None
+            else biggest_tables(probe_conn)
+        )
         with_rows = tables_with_rows(probe_conn)
         chosen = targets(probe_conn, relations, reads) if rate > 0 else []
         report.tables = [t.table for t in chosen]
         traffic = Traffic(connect, chosen, rate)
         traffic.open()
-        pid = migration_conn.info.backend_pid
-        report.blockers_before = blockers_before(probe_conn, [pid, *traffic.pids], relations)
-        monitor = Monitor(connect, pid, traffic.pids)
+        pid = migration_conn.info.backend_pid if migration_conn is not None else None
+        ours = [probe_conn.info.backend_pid, *traffic.pids, *([pid] if pid else [])]
+        report.blockers_before = blockers_before(probe_conn, ours, relations)
+        monitor = Monitor(connect, pid, traffic.pids, ours=ours)
         monitor.start()
         traffic.start()
         yield report, timeline

@@ -298,9 +298,14 @@ class GateHooks:
         if self.gate.dump is not None:
             source += f" (data from the dump file {self._shown(self.gate.dump.path)})"
         staging = "embedded server" if cfg.embedded_staging else cfg.staging_url_setting
+        what = (
+            f"the migrate command `{cfg.migrate_command}`"
+            if cfg.migrate_command
+            else f"{len(self.gate.migrations)} migration(s) in "
+            f"{self._shown(cfg.migrations)}{self._layout()}"
+        )
         return [
-            f"dbgate: {cfg.mode} gate of {len(self.gate.migrations)} migration(s) in "
-            f"{self._shown(cfg.migrations)}{self._layout()}",
+            f"dbgate: {cfg.mode} gate of {what}",
             f"dbgate: source: {source}; staging: {staging}",
             f"dbgate: PostgreSQL programs: {self.gate.binaries.bindir}",
         ]
