@@ -315,6 +315,9 @@ def test_traffic_goes_to_the_table_the_migration_names_whatever_its_case(
     spaced = figures["dbgate::migrate::locks[20260101000100_note_on_my_table]"]
     assert spaced["traffic_tables"] == '"My Table"'
     assert int(spaced["probes"]) > 0
+    invoices = figures["dbgate::migrate::locks[20260101000200_note_on_invoices]"]
+    assert invoices["traffic_tables"] == '"Billing Ops"."Rechnungen-Ü"'
+    assert int(invoices["probes"]) > 0
     outcomes = {i["nodeid"]: i["outcome"] for i in results["items"]}
     assert outcomes["dbgate::migrate::applied[20260101000100_note_on_my_table]"] == "passed"
 

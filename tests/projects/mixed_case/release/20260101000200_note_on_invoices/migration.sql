@@ -1,0 +1,2 @@
+-- AlterTable
+ALTER TABLE "Billing Ops"."Rechnungen-Ü" ADD COLUMN "Notiz" TEXT;
