@@ -1,5 +1,6 @@
 -- The recipes app's real access paths, with literal parameters: what the performance stage
--- measures before and after the release (dbgate_workload). Each query must run on both schemas.
+-- measures before and after the release (dbgate_workload). Each query must run on both schemas;
+-- every run is rolled back, so the write at the end measures an edit without keeping it.
 
 -- name: search_by_title
 SELECT id, title FROM recipes WHERE title ILIKE '%lentil curry%' ORDER BY title LIMIT 20;
@@ -33,3 +34,14 @@ FROM users u
 LEFT JOIN recipes r ON r.user_id = u.id
 WHERE u.email = 'cook42@example.com'
 GROUP BY u.display_name;
+
+-- name: recipe_cards
+SELECT id, recipe_label(title, servings, prep_minutes) AS label
+FROM recipes
+WHERE user_id = 42
+ORDER BY created_at DESC
+LIMIT 20;
+
+-- name: edit_recipes
+-- A write, as the app's editor sends it: measured, then rolled back.
+UPDATE recipes SET updated_at = now() WHERE id BETWEEN 1000 AND 1019;

@@ -69,6 +69,20 @@ def url(endpoint: Endpoint) -> str:
     return f"postgresql://{auth}@{endpoint.host}:{endpoint.port}/{endpoint.dbname}"
 
 
+def outcomes(result: pytest.RunResult, **expected: int) -> None:
+    """Each outcome given is exact and every other one is none, except ``passed``: it is only
+    checked when given, so a criterion added later (one more passing item) breaks no test about
+    the others."""
+    found = {k: v for k, v in result.parseoutcomes().items() if k != "deselected"}
+    found = {("errors" if k == "error" else k): v for k, v in found.items()}
+    for kind in ("failed", "errors", "skipped", "xfailed", "xpassed"):
+        assert found.get(kind, 0) == expected.get(kind, 0), (kind, found)
+    if "passed" in expected:
+        assert found.get("passed", 0) == expected["passed"], found
+    else:
+        assert found.get("passed", 0) > 0, found
+
+
 class Project:
     """A pytester project with migrations, and the gate's settings for it."""
 

@@ -188,6 +188,7 @@ def test_every_numeric_option_declares_its_range() -> None:
         "workload_runs",
         "max_regression",
         "perf_floor_ms",
+        "perf_budget",
         "max_lock_ms",
         "max_block_ms",
         "traffic_rate",

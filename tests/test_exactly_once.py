@@ -290,7 +290,7 @@ def test_an_out_of_range_option_stops_before_anything_is_applied(
 def test_zero_workload_runs_is_refused_not_turned_into_one(deploy_project: Project) -> None:
     result = deploy_project.run("--dbgate-workload-runs=0")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert "runs from 1 to 10,000" in result.stderr.str()
+    assert "rounds from 3 to 10,000" in result.stderr.str()
 
 
 # -- 6. all or nothing -----------------------------------------------------------------------

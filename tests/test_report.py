@@ -30,7 +30,7 @@ def test_terminal_table_and_markdown_report(
     assert result.ret == 0
     result.stdout.fnmatch_lines(
         [
-            "*= dbgate: staging gate PASSED: 41 passed =*",
+            "*= dbgate: staging gate PASSED: * passed =*",
             "stage * criterion * verdict * key figure",
             "refresh * snapshot_restored * passed * * rows in 5 tables; *",
             "before * project tests * passed * 1 passed",
@@ -42,7 +42,7 @@ def test_terminal_table_and_markdown_report(
         ]
     )
     report = (remote_demo.path / ".dbgate" / "staging-report.md").read_text()
-    assert report.startswith("# pytest-dbgate: staging gate PASSED: 41 passed\n")
+    assert re.match(r"# pytest-dbgate: staging gate PASSED: \d+ passed\n", report)
     assert re.search(r"^\| refresh +\| source_reachable +\| passed", report, re.M)
     assert "## Migrations" in report
     assert "`migrations/20250115160001_fix_recipe_category_fields_index.sql`" in report
@@ -60,7 +60,7 @@ def test_failures_are_in_the_markdown_report(remote_demo: Project) -> None:
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(
         [
-            "*= dbgate: staging gate FAILED: 1 failed, 22 passed, 1 skipped =*",
+            "*= dbgate: staging gate FAILED: 1 failed, * passed, 1 skipped =*",
             "schema * constraints_validated * FAILED * 1 constraint(s) are NOT VALID*",
         ]
     )
@@ -93,7 +93,7 @@ def test_junit_groups_the_project_tests_by_phase(remote_demo: Project) -> None:
 
 def test_a_partial_selection_says_so(remote_demo: Project) -> None:
     result = remote_demo.run("-k", "refresh")
-    result.stdout.fnmatch_lines(["*staging gate PASSED: 6 passed; only 6 of the 39 criteria ran*"])
+    result.stdout.fnmatch_lines(["*staging gate PASSED: 6 passed; only 6 of the * criteria ran*"])
 
 
 def _history_results(applied: int, pending: int) -> Results:

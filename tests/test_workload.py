@@ -1,4 +1,5 @@
-"""The workload file: labels, validation, and runs that leave staging as it was."""
+"""The workload file: labels, validation, reads told from writes, runs that leave staging as it
+was."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import pytest
 
 from pytest_dbgate.connections import Endpoint, connect
 from pytest_dbgate.exceptions import ConfigError
-from pytest_dbgate.workload import parse_workload, run_workload
+from pytest_dbgate.timing import run_once
+from pytest_dbgate.workload import parse_workload
 
 from .conftest import REPO
 
@@ -28,6 +30,8 @@ def test_the_demo_workload_names_its_queries() -> None:
         "recipe_page",
         "top_rated",
         "cook_profile",
+        "recipe_cards",
+        "edit_recipes",
     ]
 
 
@@ -60,9 +64,34 @@ def test_a_missing_workload_file(tmp_path: Path) -> None:
         parse_workload(tmp_path / "nope.sql")
 
 
-def test_writes_in_a_workload_are_rolled_back(scratch_db: Endpoint, tmp_path: Path) -> None:
-    queries = parse_workload(write(tmp_path, "INSERT INTO t VALUES (1);\nSELECT count(*) FROM t;"))
+def test_writes_are_told_from_reads(tmp_path: Path) -> None:
+    queries = parse_workload(
+        write(
+            tmp_path,
+            "SELECT 1;\n"
+            "WITH x AS (SELECT 1) SELECT * FROM x;\n"
+            "WITH d AS (UPDATE t SET a = 1 RETURNING a) SELECT count(*) FROM d;\n"
+            "SELECT * FROM t FOR UPDATE;\n"
+            "INSERT INTO t VALUES (1);\n"
+            "MERGE INTO t USING s ON t.a = s.a WHEN MATCHED THEN DELETE;\n",
+        )
+    )
+    assert [q.writes for q in queries] == [False, False, True, True, True, True]
+
+
+def test_measured_runs_leave_staging_as_it_was(scratch_db: Endpoint, tmp_path: Path) -> None:
+    queries = parse_workload(
+        write(
+            tmp_path,
+            "INSERT INTO t VALUES (1);\n"
+            "WITH d AS (UPDATE t SET a = 2 RETURNING a) SELECT count(*) FROM d;\n"
+            "SELECT count(*) FROM t;",
+        )
+    )
     with connect(scratch_db, "staging", "t") as conn:
         conn.execute("CREATE TABLE t (a int)")
-        run_workload(conn, queries, 5)
-        assert conn.execute("SELECT count(*) FROM t").fetchone() == (0,)
+        conn.execute("INSERT INTO t VALUES (0)")
+        for query in queries:
+            for _ in range(3):
+                assert run_once(conn, query.sql).ms >= 0
+        assert conn.execute("SELECT array_agg(a) FROM t").fetchone() == ([0],)

@@ -51,3 +51,11 @@ CREATE TABLE ratings (
     created_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (user_id, recipe_id)
 );
+
+-- The app's recipe cards show a one-line label the database composes.
+CREATE FUNCTION recipe_label(title text, servings integer, prep_minutes integer)
+RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    RETURN title || ' · serves ' || servings || ' · ' || prep_minutes || ' min';
+END
+$$;

@@ -70,6 +70,8 @@ class Cached:
     taken_at: datetime
     counts: dict[tuple[str, str], int]
     dump_bytes: int
+    # Vacuumed and analysed before it was sealed: a clone of it is ready to be measured.
+    analyzed: bool = False
 
     def age(self) -> timedelta:
         return datetime.now(timezone.utc) - self.taken_at
@@ -82,6 +84,7 @@ class Cached:
                 "schema": self.key.schema,
                 "taken_at": self.taken_at.isoformat(timespec="seconds"),
                 "dump_bytes": self.dump_bytes,
+                "analyzed": self.analyzed,
                 "counts": [[s, t, n] for (s, t), n in sorted(self.counts.items())],
             },
             separators=(",", ":"),
@@ -104,6 +107,7 @@ def find(conn: Conn, name: str) -> Cached | None:
             datetime.fromisoformat(data["taken_at"]),
             {(str(s), str(t)): int(n) for s, t, n in data["counts"]},
             int(data["dump_bytes"]),
+            bool(data.get("analyzed", False)),
         )
     except (ValueError, KeyError, TypeError):
         return None

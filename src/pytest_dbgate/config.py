@@ -32,6 +32,7 @@ DEFAULT_POOL_SIZE = 10
 DEFAULT_WORKLOAD_RUNS = 30
 DEFAULT_MAX_REGRESSION = 0.20
 DEFAULT_PERF_FLOOR_MS = 0.1
+DEFAULT_PERF_BUDGET_S = 60.0
 DEFAULT_MAX_LOCK_MS = 1000
 DEFAULT_MAX_BLOCK_MS = 500
 DEFAULT_TRAFFIC_RATE = 20
@@ -192,21 +193,28 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "workload_runs",
-        f"times each workload query runs per phase, after a warm-up (default: "
-        f"{DEFAULT_WORKLOAD_RUNS})",
+        f"most rounds each workload query runs per phase, after two warm-up rounds; fewer when "
+        f"the time budget runs out, never fewer than 3 (default: {DEFAULT_WORKLOAD_RUNS})",
         metavar="N",
-        range=Range(1, 10_000, "runs", whole=True),
+        range=Range(3, 10_000, "rounds", whole=True),
+    ),
+    Setting(
+        "perf_budget",
+        f"seconds each phase may spend running the workload, shared among its queries; a slow "
+        f"query gets fewer rounds (default: {DEFAULT_PERF_BUDGET_S:g})",
+        metavar="SECONDS",
+        range=Range(1, 86_400, "seconds"),
     ),
     Setting(
         "max_regression",
-        f"allowed slow-down of a query's mean time, as a fraction (default: "
+        f"allowed slow-down of a query's execution time, as a fraction (default: "
         f"{DEFAULT_MAX_REGRESSION}); `off` disables the performance stage",
         metavar="FRACTION",
         range=Range(0, 100, "a fraction (0.2 is 20 %)"),
     ),
     Setting(
         "perf_floor_ms",
-        f"differences in mean time below this many milliseconds are noise (default: "
+        f"a query slower by less than this many milliseconds passes whatever the ratio (default: "
         f"{DEFAULT_PERF_FLOOR_MS})",
         metavar="MS",
         range=Range(0, 60_000, "milliseconds"),
@@ -398,6 +406,7 @@ class GateConfig:
     workload_runs: int = DEFAULT_WORKLOAD_RUNS
     max_regression: float | None = DEFAULT_MAX_REGRESSION
     perf_floor_ms: float = DEFAULT_PERF_FLOOR_MS
+    perf_budget_s: float = DEFAULT_PERF_BUDGET_S
     max_lock_ms: float = DEFAULT_MAX_LOCK_MS
     max_block_ms: float = DEFAULT_MAX_BLOCK_MS
     traffic_rate: float = DEFAULT_TRAFFIC_RATE
@@ -471,6 +480,7 @@ def read_config(config: pytest.Config) -> GateConfig | None:
         workload_runs=reader.whole("workload_runs", DEFAULT_WORKLOAD_RUNS),
         max_regression=reader.fraction_or_off("max_regression", DEFAULT_MAX_REGRESSION),
         perf_floor_ms=reader.number("perf_floor_ms", DEFAULT_PERF_FLOOR_MS),
+        perf_budget_s=reader.number("perf_budget", DEFAULT_PERF_BUDGET_S),
         max_lock_ms=reader.number("max_lock_ms", DEFAULT_MAX_LOCK_MS),
         max_block_ms=reader.number("max_block_ms", DEFAULT_MAX_BLOCK_MS),
         traffic_rate=reader.number("traffic_rate", DEFAULT_TRAFFIC_RATE),

@@ -39,6 +39,7 @@ from pytest_dbgate.lint import Finding
 from pytest_dbgate.locks import CONFLICTS, HeldLock, LockReport, sql_mode
 from pytest_dbgate.migrations import BATCHES, Migration
 from pytest_dbgate.outcomes import Outcome, Status
+from pytest_dbgate.performance import Capture
 from pytest_dbgate.record import (
     GateRecord,
     RecordedMigration,
@@ -47,8 +48,8 @@ from pytest_dbgate.record import (
     now_utc,
 )
 from pytest_dbgate.remeasure import Measure, again, median
-from pytest_dbgate.stats import Capture, Comparison
 from pytest_dbgate.steps import Database, Run, StepFailed, migration_step
+from pytest_dbgate.verdicts import MIN_TEST_CALLS, Comparison, Verdict
 
 Figures = dict[str, Figure]
 Conn = psycopg.Connection[tuple[object, ...]]
@@ -920,18 +921,40 @@ class ExternalTestsAfter(ExternalTests):
 
 
 def _capture_figures(capture: Capture) -> Figures:
-    return {
-        "summary": f"{len(capture.tests)} test queries, {len(capture.workload)} workload queries "
-        f"measured in {capture.seconds:.1f}s",
-        "test_queries": len(capture.tests),
-        "workload_queries": len(capture.workload),
-        "seconds": round(capture.seconds, 3),
-    }
+    figures: Figures = {"test_queries": len(capture.tests), "seconds": round(capture.seconds, 3)}
+    tests = f"{len(capture.tests)} test queries"
+    if not capture.method:
+        figures["summary"] = f"{tests}; the workload runs side by side after migrating"
+        return figures
+    rounds = [m.rounds for m in capture.workload.values()]
+    figures.update(
+        workload_queries=len(capture.workload),
+        method=capture.method,
+        ran_on=capture.where,
+        budget_seconds=capture.budget_s,
+        rounds=(
+            f"{min(rounds)} to {max(rounds)}"
+            if rounds and min(rounds) != max(rounds)
+            else str(max(rounds, default=0))
+        ),
+    )
+    workload_s = sum(m.seconds for m in capture.workload.values())
+    figures.update(workload_seconds=round(workload_s, 3), prepared_seconds=capture.prepared_s)
+    figures["summary"] = (
+        f"{tests}; {len(capture.workload)} workload queries {capture.method}, "
+        f"{figures['rounds']} rounds each in {workload_s:.1f}s (budget {capture.budget_s:g}s)"
+        + (f", {capture.prepared_s:.1f}s preparing" if capture.prepared_s >= 0.05 else "")
+    )
+    if capture.compacted:
+        figures["compacted"] = "; ".join(c.describe() for c in capture.compacted)
+        figures["summary"] = f"{figures['summary']}; compacted first: {figures['compacted']}"
+    return figures
 
 
 @dataclass(frozen=True)
 class BaselineCaptured(Criterion[Gate]):
-    """Query statistics before migrating: the project's test queries and the workload's."""
+    """The project's test queries before migrating (and the workload, when there is no
+    un-migrated copy to measure it against after migrating)."""
 
     stage: ClassVar[str] = "before"
     position: ClassVar[int] = 2
@@ -949,25 +972,27 @@ class AfterCaptured(Criterion[Gate]):
         return _capture_figures(gate.after_capture())
 
 
+INDEX_FIX = (
+    "  fix: the release removed an index this query needs or changed what the planner can use: "
+    "recreate it (CREATE INDEX CONCURRENTLY …), or keep it until the query no longer needs it"
+)
+CPU_FIX = (
+    "  fix: look at what the release put on this query's path: triggers on the tables it "
+    "writes, functions it calls, CHECK constraints, generated columns, foreign keys, column "
+    "types that need casts"
+)
+
+
 def _regression_message(c: Comparison, what: str) -> str:
-    assert c.before is not None and c.after is not None
-    lines = [
-        f"{what} is slower after the migrations: {c.reason}",
-        f"    {' '.join(c.sql.split())[:300]}",
-    ]
+    lines = [f"{what} is slower after the migrations: {c.reason}"]
+    lines.append(f"    {' '.join(c.sql.split())[:300]}")
+    lines += [f"  {line}" for line in c.cpu_lines()]
     if c.plan_diff:
-        lines.append(f"  plan: {c.plan_diff}")
-        lines.append(
-            "  fix: the release removed an index this query needs or changed what the planner "
-            "can use: recreate it (CREATE INDEX CONCURRENTLY …), or keep it until the query "
-            "no longer needs it"
-        )
+        lines += [f"  plan: {c.plan_diff}", INDEX_FIX]
     else:
-        lines.append(f"  plan before: {'; '.join(c.plan_before or ['unknown'])}")
-        lines.append(
-            "  fix: look at what the migrations changed on the tables this query reads "
-            "(bloat, a dropped or unused index, a trigger)"
-        )
+        if c.before is not None:
+            lines.append(f"  plan (unchanged): {'; '.join(c.before.plan or ['unknown'])}")
+        lines.append(CPU_FIX)
     return "\n".join(lines)
 
 
@@ -981,10 +1006,14 @@ class QueryNotSlower(Criterion[Gate]):
     def check(self, gate: Gate) -> Figures:
         found = next(c for c in gate.comparisons() if c.key == f"workload:{self.label}")
         figures: Figures = dict(found.figures())
+        what = f"workload query {self.label}"
         if found.regressed:
-            raise CriterionFailed(
-                _regression_message(found, f"workload query {self.label}"), figures
-            )
+            raise CriterionFailed(_regression_message(found, what), figures)
+        if found.verdict is not Verdict.OK:
+            # Fails after, fails before, or could not be measured: each a gap the gate cannot
+            # pass over; the reason says what to do.
+            sql_line = f"    {' '.join(found.sql.split())[:300]}"
+            raise CriterionFailed(f"{what} {found.reason}\n{sql_line}", figures)
         return figures
 
 
@@ -996,20 +1025,24 @@ class TestQueriesNotSlower(Criterion[Gate]):
 
     def check(self, gate: Gate) -> Figures:
         tests = [c for c in gate.comparisons() if c.source == "tests"]
-        matched = [c for c in tests if c.before is not None and c.after is not None]
-        regressed = [c for c in matched if c.regressed]
+        judged = [c for c in tests if c.verdict is not Verdict.NOT_JUDGED]
+        regressed = [c for c in judged if c.regressed]
         figures: Figures = {
-            "summary": f"{len(matched)} matched, {len(regressed)} slower; "
-            f"{len(tests) - len(matched)} seen on one side only",
-            "matched": len(matched),
+            "summary": f"{len(judged)} judged, {len(regressed)} slower; "
+            f"{len(tests) - len(judged)} reported, not judged (seen on one side, or called "
+            f"fewer than {MIN_TEST_CALLS} times on a side)",
+            "judged": len(judged),
             "regressed": len(regressed),
-            "one_side_only": len(tests) - len(matched),
+            "not_judged": len(tests) - len(judged),
         }
+        notes = [f"{_short_sql(c.sql)}: {c.reason}" for c in tests if c not in judged]
+        if notes:
+            figures["notes"] = " | ".join(notes[:20])
         if regressed:
             raise CriterionFailed(
                 "\n".join(
                     _regression_message(
-                        c, f"a query of the project's tests (called {c.after.calls} times after)"
+                        c, f"a query of the project's tests (called {c.after.runs} times after)"
                     )
                     for c in regressed
                     if c.after is not None
@@ -1017,6 +1050,11 @@ class TestQueriesNotSlower(Criterion[Gate]):
                 figures,
             )
         return figures
+
+
+def _short_sql(text: str, width: int = 80) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 # -- lint ----------------------------------------------------------------------------------

@@ -458,10 +458,19 @@ class PerformanceError(DbgateError):
         )
 
     @classmethod
-    def workload_failed(cls, path: Path | None, cause: str) -> PerformanceError:
+    def not_measured(cls, label: str) -> PerformanceError:
         return cls(
-            f"a query of the workload {path} failed on staging: {cause}",
-            "fix the query (it must run on the schema before and after the release)",
+            f"the workload query {label} was not measured after the migrations",
+            "run the after phase's capture (dbgate::after::after_captured) with the "
+            "performance items",
+        )
+
+    @classmethod
+    def no_reference(cls, cause: str) -> PerformanceError:
+        return cls(
+            f"the un-migrated copy to measure staging against could not be made: {cause}",
+            "free space on the staging server or let the staging role create databases; "
+            "--dbgate-refresh retakes the cached snapshot it is cloned from",
         )
 
     @classmethod

@@ -24,6 +24,7 @@ from pytest_dbgate.binaries import PgBinaries, client_for, find_binaries
 from pytest_dbgate.cache import Cached, Key, cache_name, find, seal, usable, why_not
 from pytest_dbgate.command_mode import CommandMigration, run_migrate_command
 from pytest_dbgate.commands import CommandResult, run_command
+from pytest_dbgate.compaction import Table, compact_grown, table_sizes
 from pytest_dbgate.config import GateConfig
 from pytest_dbgate.connections import Endpoint, connect, connection
 from pytest_dbgate.dumpfile import DumpFile, checksum, inspect
@@ -38,7 +39,7 @@ from pytest_dbgate.gatelock import client_tag, take_gate_lock
 from pytest_dbgate.journal import applied_versions
 from pytest_dbgate.locks import LockReport, relations_in_sql, watching
 from pytest_dbgate.migrations import Migration, discover, extensions_in
-from pytest_dbgate.performance import Performance
+from pytest_dbgate.performance import Capture, Performance
 from pytest_dbgate.provisioning import (
     EMBEDDED_SOURCE_DB,
     check_can_run_servers,
@@ -52,10 +53,12 @@ from pytest_dbgate.provisioning import (
     staging_server,
 )
 from pytest_dbgate.record import format_period
+from pytest_dbgate.reference import Reference
 from pytest_dbgate.runner import Runner, Watch
+from pytest_dbgate.sidebyside import Side
 from pytest_dbgate.snapshot import Snapshot, TableCount, count_rows, refresh, restore_file
-from pytest_dbgate.stats import Capture, Comparison
 from pytest_dbgate.steps import Conn, Database, Progress, Run, StepFailed, migration_step
+from pytest_dbgate.verdicts import Comparison
 from pytest_dbgate.workload import parse_workload
 
 if TYPE_CHECKING:
@@ -108,6 +111,11 @@ class Gate(Run):
         # Rows of the tables lint findings name, just before each migration ran, by version.
         self.sizes_before: dict[str, dict[str, int]] = {}
         self.performance: Performance | None = None
+        # The un-migrated copy the workload is measured against, when the snapshot cache gives
+        # one (set by the refresh); else why not.
+        self.reference: Reference | None = None
+        self.no_reference = ""
+        self._sizes_before: dict[int, Table] = {}  # without a reference: staging's, at baseline
         if config.performance:
             self.performance = Performance(config, progress, self.workload)
             self.performance.attach(lambda: self.staging_connection(purpose="stats"))
@@ -328,6 +336,7 @@ class Gate(Run):
         staging = self.staging_server()
         cfg = self.config
         if cfg.clone_command is not None:
+            self.no_reference = "staging is the clone command's one copy"
             return self._cloned(cfg.clone_command)
         origin = self._origin()
         dbname = gate_database_name(self.source_dbname())
@@ -335,23 +344,38 @@ class Gate(Run):
         where = staging.endpoint.display()
         if not usable(staging.conn, cache):
             self.progress(f"{cache} belongs to another role: restoring without the snapshot cache")
+            self.no_reference = f"the snapshot cache {cache} belongs to another role"
             create_gate_database(staging.conn, dbname, where, origin.encoding)
             return origin.take(dbname)
+        self.reference = Reference(
+            staging.conn, staging.endpoint.with_dbname(dbname), cache, origin.encoding
+        )
+        self._stack.callback(self.reference.drop)
         cached = find(staging.conn, cache)
         reason = "--dbgate-refresh" if cfg.refresh else why_not(cached, origin.key, origin.max_age)
         if reason is None and cached is not None:
+            self.reference.steady = cached.analyzed
             return self._clone_cached(cached, cache, dbname, origin.encoding)
         self.progress(f"taking a new snapshot ({reason})")
         create_gate_database(
             staging.conn, cache, where, origin.encoding, comment="cached snapshot, being restored"
         )
         fresh = origin.take(cache)
+        # Every clone starts vacuumed and analysed, as production is, and alike: staging and
+        # the un-migrated copy measured beside it share this one set of statistics.
+        self.progress(f"VACUUM ANALYZE on {cache} before keeping it")
+        with connection(
+            staging.endpoint.with_dbname(cache), "staging", self.config.staging_url_setting
+        ) as conn:
+            conn.execute("VACUUM (ANALYZE)")
         counts = {
             (t.schema, t.table): t.source_rows if t.source_rows is not None else t.staging_rows or 0
             for t in fresh.tables
         }
         assert fresh.taken_at is not None
-        seal(staging.conn, cache, Cached(origin.key, fresh.taken_at, counts, fresh.dump_bytes))
+        sealed = Cached(origin.key, fresh.taken_at, counts, fresh.dump_bytes, analyzed=True)
+        self.reference.steady = True
+        seal(staging.conn, cache, sealed)
         started = time.monotonic()
         create_gate_database(staging.conn, dbname, where, origin.encoding, template=cache)
         clone_seconds = time.monotonic() - started
@@ -465,16 +489,43 @@ class Gate(Run):
 
     def _capture_baseline(self) -> Capture:
         assert self.performance is not None
-        self.snapshot()
+        snapshot = self.snapshot()
         if self.migrations_started:
             raise PerformanceError.migrations_first()
-        return self.performance.capture("before")
+        if self.reference is not None:  # the workload runs side by side after migrating
+            return self.performance.capture("before", ())
+        side = self._measuring("before")
+        self._sizes_before = table_sizes(side.conn)
+        where = f"{snapshot.staging.dbname} before migrating; {self.no_reference}"
+        return self.performance.capture("before", (side,), where)
 
     def _capture_after(self) -> Capture:
         assert self.performance is not None
         self.baseline()  # without one, the after capture has nothing to be compared with
         self.migrated()
-        return self.performance.capture("after")
+        staging = self.snapshot().staging.dbname
+        started = time.monotonic()
+        after = self._measuring("after")
+        if self.reference is None:
+            compacted = compact_grown(after.conn, self._sizes_before, self.progress)
+            where = f"{staging} after migrating; {self.no_reference}"
+            sides: tuple[Side, ...] = (after,)
+        else:
+            self.progress(f"cloning the snapshot as {self.reference.name}, the un-migrated copy")
+            before = self.reference.make(self._reference_session)
+            compacted = compact_grown(after.conn, table_sizes(before), self.progress)
+            where = f"{staging}, migrated, and {self.reference.name}, its un-migrated copy"
+            sides = (Side("before", before), after)
+        prepared = time.monotonic() - started
+        return self.performance.capture("after", sides, where, compacted, prepared)
+
+    def _measuring(self, name: str) -> Side:
+        return Side(name, self.staging_connection(purpose="measure"))
+
+    def _reference_session(self, endpoint: Endpoint) -> Conn:
+        conn = connect(endpoint, "staging", self.config.staging_url_setting, purpose="measure")
+        self._stack.callback(conn.close)
+        return conn
 
     def _compare(self) -> list[Comparison]:
         assert self.performance is not None
@@ -548,7 +599,7 @@ class Gate(Run):
         """The workload's read queries by the relations they read: traffic reads these."""
         reads: dict[str, list[str]] = {}
         for query in self.workload:
-            if not query.sql.lstrip().lower().startswith(("select", "with")):
+            if query.writes:  # a writing WITH is no read, even rolled back
                 continue
             names = set(relations_in_sql([query.sql]))
             # Only one-table reads: a join holds one table while it waits for the next, and a

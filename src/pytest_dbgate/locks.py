@@ -284,11 +284,11 @@ class Traffic:
             started = time.monotonic()
             error = None
             try:
-                if kind == "read":
-                    conn.execute(target.reads[turn % len(target.reads)])
-                else:
-                    with conn.transaction(force_rollback=True):
-                        conn.execute(target.write)
+                # Rolled back either way: a function a read calls may write.
+                with conn.transaction(force_rollback=True):
+                    conn.execute(
+                        target.reads[turn % len(target.reads)] if kind == "read" else target.write
+                    )
             except psycopg.Error as exc:
                 error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 with contextlib.suppress(psycopg.Error):

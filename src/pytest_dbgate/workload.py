@@ -1,9 +1,11 @@
-"""The workload file: representative queries with literal parameters, run a fixed number of times.
+"""The workload file: representative queries with literal parameters.
 
 One query per statement; a ``-- name: <label>`` comment right before a query names its
 performance item (``performance::query[<label>]``), otherwise it is numbered. Only data queries
-(SELECT, INSERT, UPDATE, DELETE, WITH, VALUES, TABLE) are allowed, and every run is rolled back,
-so a workload that writes measures the write without changing staging.
+(SELECT, INSERT, UPDATE, DELETE, MERGE, WITH, VALUES, TABLE) are allowed. Every measured run is
+rolled back (:mod:`pytest_dbgate.timing`), so a workload that writes measures the write without
+changing staging; the lock watch's simulated readers use only the queries that do not write
+(:attr:`WorkloadQuery.writes`), and roll back too.
 """
 
 from __future__ import annotations
@@ -12,17 +14,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
 from pglast import ast
 
 from pytest_dbgate.exceptions import ConfigError
 from pytest_dbgate.migrations import chunks
 
 NAME = re.compile(r"--\s*name:\s*(?P<name>[A-Za-z0-9_.-]+)\s*$")
-DATA_STATEMENTS = (ast.SelectStmt, ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt)
-WARM_UP_RUNS = 3
-
-Conn = psycopg.Connection[tuple[object, ...]]
+WRITES = (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt, ast.MergeStmt)
+DATA_STATEMENTS = (ast.SelectStmt, *WRITES)
 
 
 @dataclass(frozen=True)
@@ -30,6 +29,10 @@ class WorkloadQuery:
     label: str
     sql: str
     line: int
+    # Whether it writes (or locks rows) by itself: an INSERT, UPDATE, DELETE or MERGE, a WITH
+    # holding one, or SELECT … FOR UPDATE/SHARE. A function it calls may write too, which only
+    # running it in a rolled-back transaction guards against.
+    writes: bool = False
 
 
 def parse_workload(path: Path) -> list[WorkloadQuery]:
@@ -46,7 +49,8 @@ def parse_workload(path: Path) -> list[WorkloadQuery]:
                 f"only data queries belong in a workload, not {type(chunk.node).__name__}",
             )
         label = _label(text, chunk.start) or str(number)
-        queries.append(WorkloadQuery(label, _strip_leading_comments(chunk.body), chunk.line))
+        body = _strip_leading_comments(chunk.body)
+        queries.append(WorkloadQuery(label, body, chunk.line, writes=_writes(chunk.node)))
     if not queries:
         raise ConfigError.workload_malformed(path, 1, "the file holds no query")
     labels = [q.label for q in queries]
@@ -78,13 +82,11 @@ def _strip_leading_comments(sql: str) -> str:
     return "\n".join(lines).strip()
 
 
-def run_workload(conn: Conn, queries: list[WorkloadQuery], runs: int) -> None:
-    """Run every query ``runs`` times, each run in a transaction that is rolled back."""
-    for query in queries:
-        for _ in range(runs):
-            with conn.transaction(force_rollback=True):
-                conn.execute(query.sql)
-
-
-def warm_up(conn: Conn, queries: list[WorkloadQuery]) -> None:
-    run_workload(conn, queries, WARM_UP_RUNS)
+def _writes(node: ast.Node) -> bool:
+    if isinstance(node, WRITES):
+        return True
+    assert isinstance(node, ast.SelectStmt)
+    if node.lockingClause:
+        return True
+    ctes = node.withClause.ctes if node.withClause is not None else None
+    return any(isinstance(cte.ctequery, WRITES) for cte in ctes or ())

@@ -1,0 +1,1 @@
+../../migrations/20250115150000_create_recipe_categories.sql

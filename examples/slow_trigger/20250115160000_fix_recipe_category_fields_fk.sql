@@ -1,0 +1,1 @@
+../../migrations/20250115160000_fix_recipe_category_fields_fk.sql

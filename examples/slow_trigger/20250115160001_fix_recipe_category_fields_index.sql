@@ -1,0 +1,1 @@
+../../migrations/20250115160001_fix_recipe_category_fields_index.sql

@@ -1,0 +1,1 @@
+../../migrations/20250115150100_add_recipes_category_id.sql

@@ -1,0 +1,1 @@
+../../migrations/20250115150200_backfill_recipes_category_id.sql

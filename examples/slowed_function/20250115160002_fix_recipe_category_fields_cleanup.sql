@@ -1,0 +1,1 @@
+../../migrations/20250115160002_fix_recipe_category_fields_cleanup.sql
