@@ -59,3 +59,12 @@ def test_plan_change_names_what_went_and_what_came() -> None:
     assert plan_change(INDEX_PLAN, INDEX_PLAN) == ""
     assert plan_change(None, SEQ_PLAN) == ""
     assert plan_change(["A", "B"], ["B", "C"]) == "A → C"
+
+
+def test_an_entry_made_anew_during_a_window_counts_what_ran_since() -> None:
+    # pg_stat_statements deallocated the entry (100 calls) and recreated it: 4 calls since.
+    start = {(1, 7): Counter("SELECT 1", 100, 100.0, 100.0, 100, 100, 0)}
+    end = {(1, 7): Counter("SELECT 1", 4, 8.0, 16.0, 4, 4, 0)}
+    (entry,) = window(start, end).values()
+    assert entry.calls == 4
+    assert entry.mean_ms == 2.0

@@ -55,6 +55,9 @@ SERVER_OPTIONS = " ".join(
     for setting in (
         "shared_preload_libraries=pg_stat_statements",
         "pg_stat_statements.track=all",
+        # Room for every statement of a long run (and a test suite's many runs) without
+        # deallocating the entries a window is measuring.
+        "pg_stat_statements.max=20000",
         "fsync=off",
         "synchronous_commit=off",
         "full_page_writes=off",

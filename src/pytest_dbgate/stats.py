@@ -64,7 +64,10 @@ class Counter:
     read: int
 
     def minus(self, earlier: Counter | None) -> Counter:
-        if earlier is None:
+        # Fewer calls than at the start: pg_stat_statements deallocated the entry (it keeps
+        # pg_stat_statements.max of them) and made it anew during the window; what it holds now
+        # is what ran since.
+        if earlier is None or self.calls < earlier.calls:
             return self
         return Counter(
             self.text,
