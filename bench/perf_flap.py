@@ -22,7 +22,6 @@ Usage (from the repository root):
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -31,11 +30,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tabulate import tabulate
+from worktrees import worktree
 
 from pytest_dbgate.binaries import find_binaries
 from pytest_dbgate.connections import Endpoint
@@ -114,20 +113,6 @@ def gate_run(
         capture_s=sum(float(items[n]["figures"].get("seconds", 0)) for n in CAPTURES if n in items),
         items=items,
     )
-
-
-@contextlib.contextmanager
-def worktree(ref: str | None) -> Iterator[Path | None]:
-    """The plugin at ``ref``, checked out beside the repository, removed after."""
-    if ref is None:
-        yield None
-        return
-    path = Path(tempfile.mkdtemp(prefix="dbgate-today-"))
-    subprocess.run(["git", "worktree", "add", "--detach", str(path), ref], cwd=REPO, check=True)
-    try:
-        yield path
-    finally:
-        subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=REPO, check=False)
 
 
 def median(values: list[float]) -> str:

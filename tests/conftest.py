@@ -14,8 +14,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psycopg
 import pytest
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 # pytester's in-process runs drop the modules first imported during a run; pglast's compiled
 # parser keeps building nodes from the first copy of pglast.ast, so import it once up front.
@@ -23,6 +25,7 @@ import pytest_dbgate.migrations  # noqa: F401
 from pytest_dbgate.binaries import PgBinaries, find_binaries
 from pytest_dbgate.connections import Endpoint, connection
 from pytest_dbgate.provisioning import embedded_server, load_seed, seed_files
+from tests.secretscan import leaks, mtimes, written_since
 
 # Example projects are copied into pytester runs, never collected by the suite itself.
 collect_ignore = ["projects"]
@@ -67,6 +70,17 @@ def url(endpoint: Endpoint) -> str:
     """A postgresql:// URL for an endpoint (password included, as a CI secret would be)."""
     auth = endpoint.user + (f":{endpoint.password}" if endpoint.password else "")
     return f"postgresql://{auth}@{endpoint.host}:{endpoint.port}/{endpoint.dbname}"
+
+
+def _passwords() -> list[str]:
+    """The passwords a run is given: those of the URLs in its environment, and $PGPASSWORD."""
+    found = [os.environ.get("PGPASSWORD", "")]
+    for name in ("PROD_DATABASE_URL", "STAGING_DATABASE_URL", "DATABASE_URL"):
+        try:
+            found.append(str(conninfo_to_dict(os.environ.get(name, "")).get("password") or ""))
+        except psycopg.ProgrammingError:
+            continue
+    return [p for p in found if p]
 
 
 def outcomes(result: pytest.RunResult, **expected: int) -> None:
@@ -126,7 +140,16 @@ class Project:
         return self
 
     def run(self, *args: str, mode: str = "staging") -> pytest.RunResult:
-        return self.pytester.runpytest(f"--dbgate={mode}", *QUIET_PLUGINS, *args)
+        """One gate run; whatever the test, no password it was given shows anywhere after it:
+        not in the output, nor in any file the run wrote (reports, JUnit XML, the record, the
+        kept server's log), in any spelling."""
+        passwords = _passwords()
+        before = mtimes(self.path)
+        result = self.pytester.runpytest(f"--dbgate={mode}", *QUIET_PLUGINS, *args)
+        outputs = [result.stdout.str(), result.stderr.str()]
+        found = leaks(passwords, outputs, written_since(self.path, before))
+        assert not found, f"a password shows: {found}"
+        return result
 
     def deploy(self, *args: str) -> pytest.RunResult:
         return self.run(*args, mode="production")

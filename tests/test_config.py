@@ -194,6 +194,7 @@ def test_every_numeric_option_declares_its_range() -> None:
         "traffic_rate",
         "record_max_age",
         "lock_timeout",
+        "migration_timeout",
         "lock_retries",
         "lock_retry_wait",
         "holdbacks",

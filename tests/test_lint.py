@@ -124,6 +124,28 @@ CASES = [
         "CREATE INDEX CONCURRENTLY IF NOT EXISTS i ON t (a);\n"
         "CREATE INDEX CONCURRENTLY IF NOT EXISTS j ON t (b);",
     ),
+    ("outside-database", "DROP DATABASE IF EXISTS other;", "DROP TABLE IF EXISTS other;"),
+    ("outside-database", "CREATE DATABASE other;", "CREATE SCHEMA other;"),
+    ("outside-database", "ALTER DATABASE app SET work_mem = '1GB';", "SET work_mem = '1GB';"),
+    ("outside-database", "ALTER SYSTEM SET work_mem = '1GB';", "SET work_mem = '1GB';"),
+    ("outside-database", "COPY t TO PROGRAM 'gzip > /tmp/t.gz';", "COPY t TO STDOUT;"),
+    ("outside-database", "COPY t FROM '/etc/passwd';", "COPY t FROM STDIN;"),
+    (
+        "outside-database",
+        "DO $$ BEGIN PERFORM dblink_exec('dbname=prod', 'DELETE FROM t'); END $$;",
+        "DO $$ BEGIN DELETE FROM t WHERE false; END $$;",
+    ),
+    (
+        "outside-database",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'x';",
+        "SELECT pid FROM pg_stat_activity;",
+    ),
+    (
+        "outside-database",
+        "CREATE SERVER s FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host 'db');",
+        "CREATE TABLE s (id int);",
+    ),
+    ("outside-database", "LOAD 'auto_explain';", "SET search_path = app;"),
 ]
 
 
@@ -342,3 +364,13 @@ def test_staging_judges_a_table_as_the_migration_meets_it(deploy_project: Projec
 def test_the_unsafe_examples_fail_with_their_rule(example: str, rule: str) -> None:
     found = lint(discover(REPO / "examples" / example))
     assert rule in {f.rule.id for fs in found.values() for f in fs if f.fails}
+
+
+def test_no_ignore_silences_a_statement_outside_the_database(tmp_path: Path) -> None:
+    found = fired(
+        release(
+            tmp_path,
+            "-- dbgate: ignore outside-database it is only staging\nDROP DATABASE IF EXISTS x;",
+        )
+    )
+    assert "outside-database" in found["1_m1"]

@@ -41,6 +41,26 @@ def test_embedded_server_runs_unprivileged_with_pg_stat_statements(binaries: PgB
         psycopg.connect(server.conninfo(), connect_timeout=2)
 
 
+def test_an_embedded_server_cannot_log_in_elsewhere_with_the_gates_password(
+    binaries: PgBinaries, staging_server: Endpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dblink in a migration on the embedded staging server, aimed at a password-protected
+    server, finds no password in the server's environment: the gate's $PGPASSWORD stays the
+    gate's."""
+    assert staging_server.password is not None
+    monkeypatch.setenv("PGPASSWORD", staging_server.password)
+    target = f"host={staging_server.host} port={staging_server.port} user=postgres dbname=postgres"
+    with embedded_server("dblink", binaries) as server, connect(server, "embedded", "t") as conn:
+        if (
+            conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'dblink'").fetchone()
+            is None
+        ):
+            pytest.skip("these PostgreSQL binaries come without dblink")
+        conn.execute("CREATE EXTENSION dblink")
+        with pytest.raises(psycopg.Error, match="password"):
+            conn.execute("SELECT dblink_exec(%s, 'SELECT 1')", (target,))
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root needs an unprivileged account")
 def test_a_missing_server_account_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(provisioning, "SERVER_ACCOUNT", "dbgate-no-such-account")

@@ -19,6 +19,7 @@ from typing import Protocol
 
 import psycopg
 from psycopg import pq
+from psycopg.errors import QueryCanceled
 
 from pytest_dbgate.interruptions import Interruptions
 from pytest_dbgate.journal import APPLIED, IN_DOUBT, Tracking, resolution_sql
@@ -101,6 +102,8 @@ class Applier:
         self._sleep = sleep
         self._hooks = hooks
         self.known: dict[str, int] = {}  # statements known applied, by version
+        # When the file's time is up (monotonic clock): no statement starts after it.
+        self.deadline: float | None = None
 
     def applied_through(self, migration: Migration) -> int:
         """The last statement the journal knows applied (what a retry starts after)."""
@@ -349,6 +352,10 @@ class Applier:
         )
 
     def _execute(self, statement: Statement, cancellable: bool = True) -> None:
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            # The watchdog cancelled the statement running when time was up; one that would
+            # start after it fails the same way, through the same path.
+            raise QueryCanceled("canceling statement due to the migration timeout")
         interruptions = self._hooks.interruptions
         if interruptions is None:
             self._conn.execute(statement.text)

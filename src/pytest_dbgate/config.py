@@ -39,6 +39,9 @@ DEFAULT_TRAFFIC_RATE = 20
 DEFAULT_RECORD = "gate-record.json"
 DEFAULT_RECORD_MAX_AGE = "3d"
 DEFAULT_LOCK_TIMEOUT_MS = 500
+# Long enough for any real migration on a big table, short enough that a forgotten pg_sleep or
+# an endless loop ends the CI job with a message instead of its hard timeout.
+DEFAULT_MIGRATION_TIMEOUT_S = 1800.0
 DEFAULT_LOCK_RETRIES = 5
 DEFAULT_LOCK_RETRY_WAIT_S = 1.0
 MAX_RETRY_WAIT_S = 60.0  # a wait doubles per retry up to this
@@ -260,6 +263,14 @@ SETTINGS: tuple[Setting, ...] = (
         range=Range(1, YEAR_H, "hours"),
     ),
     Setting(
+        "migration_timeout",
+        "longest a migration file may run, in seconds, on staging and production: its "
+        "statements run with this statement_timeout and the file is cancelled when it is up "
+        f"(default: {DEFAULT_MIGRATION_TIMEOUT_S:.0f}, 30 minutes)",
+        metavar="SECONDS",
+        range=Range(1, 7 * 86400, "seconds"),
+    ),
+    Setting(
         "lock_timeout",
         f"production: lock_timeout of the migrating session, in milliseconds, 1 to {DAY_MS} "
         f"(default: {DEFAULT_LOCK_TIMEOUT_MS})",
@@ -415,6 +426,7 @@ class GateConfig:
     production_url_setting: str = f"${SOURCE_URL_ENV}"
     record_max_age: timedelta = timedelta(days=3)
     lock_timeout_ms: float = DEFAULT_LOCK_TIMEOUT_MS
+    migration_timeout_s: float = DEFAULT_MIGRATION_TIMEOUT_S
     lock_retries: int = DEFAULT_LOCK_RETRIES
     lock_retry_wait_s: float = DEFAULT_LOCK_RETRY_WAIT_S
     holdbacks: tuple[tuple[str, timedelta], ...] = ()
@@ -489,6 +501,7 @@ def read_config(config: pytest.Config) -> GateConfig | None:
         production_url_setting=production_setting,
         record_max_age=reader.period("record_max_age", DEFAULT_RECORD_MAX_AGE),
         lock_timeout_ms=reader.number("lock_timeout", DEFAULT_LOCK_TIMEOUT_MS),
+        migration_timeout_s=reader.number("migration_timeout", DEFAULT_MIGRATION_TIMEOUT_S),
         lock_retries=reader.whole("lock_retries", DEFAULT_LOCK_RETRIES),
         lock_retry_wait_s=reader.number("lock_retry_wait", DEFAULT_LOCK_RETRY_WAIT_S),
         holdbacks=reader.holdbacks(),

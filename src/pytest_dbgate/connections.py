@@ -17,6 +17,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from pytest_dbgate.exceptions import ConfigError, ConnectError
+from pytest_dbgate.masking import mask
 
 APPLICATION_NAME = "pytest-dbgate"
 CONNECT_TIMEOUT_S = 10
@@ -34,8 +35,11 @@ class Endpoint:
             parsed = conninfo_to_dict(url)
         except psycopg.ProgrammingError as exc:
             # The parser's message may quote the URL: redact before anyone sees it.
-            reason = _strip_secret(str(exc).splitlines()[0], url)
+            reason = mask(str(exc).splitlines()[0], url)
             raise ConfigError.bad_url(setting, reason) from None
+        port = str(parsed.get("port") or "")
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            raise ConfigError.bad_url(setting, f"the port {port!r} is not a number from 1 to 65535")
         return cls.from_params({k: str(v) for k, v in parsed.items() if v is not None})
 
     @classmethod
@@ -113,16 +117,11 @@ class Endpoint:
         return f"{self.user}@{self.host}:{self.port}/{self.dbname}"
 
     def redact(self, text: str) -> str:
-        return _strip_secret(text, self.password)
+        """``text`` with the password masked in every spelling (raw, URL-encoded, escaped)."""
+        return mask(text, self.password)
 
     def __str__(self) -> str:
         return self.display()
-
-
-def _strip_secret(text: str, secret: str | None) -> str:
-    if secret:
-        text = text.replace(secret, "***")
-    return text
 
 
 def _os_user() -> str:

@@ -1121,10 +1121,11 @@ class MigrationLinted(Criterion[Run]):
             if notes:
                 lines.append("  also reported, not failing:")
                 lines += [f"    {note}" for note in notes]
-            lines.append(
-                "  a reviewed exception: `-- dbgate: ignore <rule> <reason>` on the line above "
-                "the statement"
-            )
+            if any(finding.rule.ignorable for finding, _ in failing):
+                lines.append(
+                    "  a reviewed exception: `-- dbgate: ignore <rule> <reason>` on the line "
+                    "above the statement"
+                )
             raise CriterionFailed("\n".join(lines), figures)
         return figures
 

@@ -191,6 +191,7 @@ class Deployment(Run):
             keep_lock=lambda: keep_gate_lock(
                 conn, self.lock_key + ":applying", database.endpoint.display()
             ),
+            timeout_s=self.config.migration_timeout_s,
         )
         try:
             runner.prepare()

@@ -276,6 +276,28 @@ class ConfigError(DbgateError):
         )
 
     @classmethod
+    def not_text(cls, path: Path, what: str, problem: str) -> ConfigError:
+        return cls(
+            f"the {what} {path} is not readable SQL text: {problem}",
+            "save it as UTF-8 text (without NUL bytes), or point the setting at the right file; "
+            "nothing was applied",
+        )
+
+    @classmethod
+    def seed_empty(cls, path: Path) -> ConfigError:
+        return cls(
+            f"the seed folder {path} holds no .sql file",
+            "add the SQL that builds the source database, or point --dbgate-seed at it",
+        )
+
+    @classmethod
+    def cannot_write(cls, what: str, path: Path, problem: str, setting: str) -> ConfigError:
+        return cls(
+            f"the {what} {path} cannot be written: {problem}",
+            f"point {setting} at a folder this run may write to; nothing was started",
+        )
+
+    @classmethod
     def empty_migration(cls, path: Path) -> ConfigError:
         return cls(
             f"{path} holds no SQL statement",

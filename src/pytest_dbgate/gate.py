@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import tempfile
+import shutil
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import psycopg
@@ -36,6 +35,7 @@ from pytest_dbgate.exceptions import (
     SafetyError,
 )
 from pytest_dbgate.gatelock import client_tag, take_gate_lock
+from pytest_dbgate.janitor import sweep, temporary_folder
 from pytest_dbgate.journal import applied_versions
 from pytest_dbgate.locks import LockReport, relations_in_sql, watching
 from pytest_dbgate.migrations import Migration, discover, extensions_in
@@ -57,6 +57,7 @@ from pytest_dbgate.reference import Reference
 from pytest_dbgate.runner import Runner, Watch
 from pytest_dbgate.sidebyside import Side
 from pytest_dbgate.snapshot import Snapshot, TableCount, count_rows, refresh, restore_file
+from pytest_dbgate.sqltext import read_sql
 from pytest_dbgate.steps import Conn, Database, Progress, Run, StepFailed, migration_step
 from pytest_dbgate.verdicts import Comparison
 from pytest_dbgate.workload import parse_workload
@@ -115,9 +116,10 @@ class Gate(Run):
         # one (set by the refresh); else why not.
         self.reference: Reference | None = None
         self.no_reference = ""
+        self._swept = False  # what killed runs left is removed once, before a server starts
         self._sizes_before: dict[int, Table] = {}  # without a reference: staging's, at baseline
         if config.performance:
-            self.performance = Performance(config, progress, self.workload)
+            self.performance = Performance(config, progress, self.workload, results.secrets.mask)
             self.performance.attach(lambda: self.staging_connection(purpose="stats"))
             self._stack.callback(self.performance.close)
 
@@ -257,6 +259,7 @@ class Gate(Run):
         cfg = self.config
         if cfg.file_only:
             raise StepFailed(SOURCE, "no source database: the copy comes from the dump file")
+        self._sweep()
         if cfg.source_url is None:
             self.progress("starting the embedded source server and loading the seed")
             server = self._stack.enter_context(embedded_server("prod", self.binaries))
@@ -269,7 +272,16 @@ class Gate(Run):
         self._stack.callback(conn.close)
         return Database(endpoint, conn, server_identity(conn), embedded)
 
+    def _sweep(self) -> None:
+        """Stop and remove what a killed run left (its servers, its dump folders), once."""
+        if self._swept:
+            return
+        self._swept = True
+        for left in sweep():
+            self.progress(f"removed what a killed run left: {left}")
+
     def _open_staging_server(self) -> Database:
+        self._sweep()
         cfg = self.config
         source = None if cfg.file_only else self.source()
         if cfg.clone_command is not None:
@@ -315,6 +327,7 @@ class Gate(Run):
             raise ProvisioningError.clone_failed(
                 command, "did not print a database URL as its last line", result.output
             ) from None
+        self.results.secrets.add(endpoint.password)  # printed by the command, shown nowhere
         cleanup = cfg.clone_cleanup_command
         if cleanup is not None:
             self._stack.callback(self._clean_up_clone, cleanup, endpoint)
@@ -423,9 +436,8 @@ class Gate(Run):
     def _restore(self, dbname: str) -> Snapshot:
         """Dump the source and restore it into ``dbname`` (created, empty) on staging."""
         source = self.source()
-        workdir = Path(
-            self._stack.enter_context(tempfile.TemporaryDirectory(prefix="dbgate-dump-"))
-        )
+        workdir = temporary_folder("dbgate-dump-")
+        self._stack.callback(shutil.rmtree, workdir, ignore_errors=True)
         return refresh(
             source.conn,
             source.endpoint,
@@ -548,6 +560,7 @@ class Gate(Run):
             f"pytest-dbgate {__version__} staging",
             watch=self.watcher(self.snapshot().staging, self.lock_reports),
             boundary=self.boundary,
+            timeout_s=self.config.migration_timeout_s,
         )
         try:
             runner.prepare()
@@ -637,6 +650,11 @@ def open_gate(config: GateConfig, progress: Progress, results: Results) -> Gate:
         for path in config.seed:
             if not path.exists():
                 raise ConfigError.seed_missing(path)
+        for path in config.seed:
+            if path.is_dir() and not seed_files([path]):
+                raise ConfigError.seed_empty(path)
+        for path in seed_files(config.seed):
+            read_sql(path, "seed file")  # not UTF-8, a NUL byte: said now, not mid-load
     if config.clone_command is not None and config.staging_url is not None:
         raise ConfigError.clone_and_staging()
     if config.clone_command is not None and config.snapshot_file is not None:
@@ -671,7 +689,7 @@ def required_extensions(gate: Gate) -> list[str]:
         names.extend(gate.dump.extensions)
     if config.embedded_source:
         for path in seed_files(config.seed):
-            names.extend(extensions_in(path.read_text()))
+            names.extend(extensions_in(read_sql(path, "seed file")))
     elif config.source_url is not None:
         try:
             endpoint = Endpoint.from_url(config.source_url, config.source_url_setting)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_dbgate.exceptions import ConfigError
+from pytest_dbgate.sqltext import read_sql
 
 FLAT = re.compile(r"^(?P<version>\d+)_(?P<name>[^/]+)\.sql$")
 GOLANG = re.compile(r"^(?P<version>\d+)_(?P<name>[^/]+)\.up\.sql$")
@@ -83,7 +84,7 @@ def detect(folder: Path) -> str:
         found.add("golang-migrate")
     flat = [folder / n for n in names if FLAT.match(n) and not GOLANG.match(n)]
     if flat and "golang-migrate" not in found:
-        dbmate = any(DBMATE_UP.search(p.read_text(errors="replace")) for p in flat)
+        dbmate = any(DBMATE_UP.search(p.read_text(errors="replace")) for p in flat if p.is_file())
         found.add("dbmate" if dbmate else "flat")
     if len(found) > 1:
         raise ConfigError.mixed_layouts(folder, sorted(found))
@@ -102,7 +103,7 @@ def _named(
         if match is None:
             raise ConfigError.not_a_migration(path, layout, EXAMPLES[layout])
         version = match["version"].replace("_", ".")  # Flyway's V1_2 is version 1.2
-        sources.append(Source(version, match["name"], path, path.read_text()))
+        sources.append(Source(version, match["name"], path, read_sql(path, "migration")))
     return sources
 
 
@@ -127,7 +128,8 @@ def _prisma(folder: Path) -> list[Source]:
         sql_file = entry / "migration.sql"
         if match is None or not sql_file.is_file():
             raise ConfigError.not_a_migration(entry, "prisma", EXAMPLES["prisma"])
-        sources.append(Source(match["version"], match["name"], sql_file, sql_file.read_text()))
+        text = read_sql(sql_file, "migration")
+        sources.append(Source(match["version"], match["name"], sql_file, text))
     return sources
 
 
@@ -135,7 +137,7 @@ def _dbmate(folder: Path) -> list[Source]:
     sources = []
     for path in sorted(folder.glob("*.sql")):
         match = FLAT.match(path.name)
-        text = path.read_text()
+        text = read_sql(path, "migration")
         up = DBMATE_UP.search(text)
         if match is None or up is None:
             raise ConfigError.not_a_migration(path, "dbmate", EXAMPLES["dbmate"])

@@ -27,6 +27,8 @@ from pglast.enums import (
 
 from pytest_dbgate.exceptions import ConfigError
 from pytest_dbgate.migrations import Migration, Statement
+from pytest_dbgate.outside import outside_action
+from pytest_dbgate.sqltext import read_sql
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class Rule:
     fix: str
     # "fail": a finding fails the lint item; "report": shown, never failing.
     severity: str = "fail"
+    ignorable: bool = True  # whether `-- dbgate: ignore <rule> <reason>` silences it
 
 
 RULES: dict[str, Rule] = {
@@ -171,6 +174,16 @@ RULES: dict[str, Rule] = {
             "one BEGIN … COMMIT pair, or none (the gate runs a file in one transaction already)",
         ),
         Rule(
+            "outside-database",
+            "a statement that acts outside the migrated database",
+            "staging is a copy of one database: what the statement does to other databases, the "
+            "server, its files or other servers is not rehearsed there, and on production it "
+            "acts on production's server; the gate never applies it and no ignore silences it",
+            "take the statement out of the migration and have whoever runs the server do it, "
+            "on purpose, outside the release",
+            ignorable=False,
+        ),
+        Rule(
             "not-idempotent",
             "a statement without IF [NOT] EXISTS in a file that runs statement by statement",
             "such a file cannot be rolled back: after a failure half of it stays applied, and "
@@ -215,12 +228,16 @@ class Finding:
 
     @property
     def fails(self) -> bool:
-        return self.rule.severity == "fail" and self.ignored is None and not self.held_back
+        silenced = self.ignored is not None and self.rule.ignorable
+        return self.rule.severity == "fail" and not silenced and not self.held_back
 
     def describe(self, rel: str) -> str:
         lines = [f"{rel}:{self.statement.line}: [{self.rule.id}] {self.detail}"]
         lines.append(f"    {self.statement.excerpt()}")
-        if self.ignored is not None:
+        if self.ignored is not None and not self.rule.ignorable:
+            lines.append(f"    why: {self.rule.why} (the ignore, {self.ignored!r}, is refused)")
+            lines.append(f"    fix: {self.rule.fix}")
+        elif self.ignored is not None:
             lines.append(f"    ignored: {self.ignored}")
         elif self.held_back:
             lines.append("    held back: the sanctioned way to remove what the old release reads")
@@ -280,6 +297,20 @@ def lint(migrations: Sequence[Migration]) -> dict[str, list[Finding]]:
                         held_back=rule_id == "drop" and migration.hold_back is not None,
                     )
                 )
+            action = outside_action(statement)
+            if action is not None:
+                findings.append(
+                    Finding(
+                        RULES["outside-database"],
+                        migration,
+                        statement,
+                        f"acts outside the migrated database: it {action}",
+                        ignored=ignores.get(
+                            ("outside-database", statement.line),
+                            ignores.get(("outside-database", 0)),
+                        ),
+                    )
+                )
             _remember(node, release, migration, statement)
         if depth > 0:
             findings.append(
@@ -314,7 +345,7 @@ def _ignores(migration: Migration) -> dict[tuple[str, int], str]:
     """``-- dbgate: ignore <rule> <reason>`` in the comment lines right above a statement (that
     statement), or at the top of the file separated from the first statement by a blank line
     (the whole file)."""
-    text = migration.path.read_text()
+    text = read_sql(migration.path, "migration")
     lines = text.splitlines()
     first = migration.statements[0].line
     starts = {s.line for s in migration.statements}

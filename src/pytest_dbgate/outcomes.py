@@ -128,7 +128,9 @@ class Outcome:
                 "unnamed one cannot be found again by name, so it is not retried: drop it (SELECT "
                 "indexrelid::regclass FROM pg_index WHERE NOT indisvalid) and name the index"
             )
-        lines.append("  fix the migration and re-run the gate; later migrations were not applied")
+        lines.append(
+            "  what to do: fix the migration and re-run the gate; later migrations were not applied"
+        )
         return "\n".join(lines)
 
     def _attempt_lines(self) -> list[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from pytest_dbgate.performance import Capture
 
 
-def write_capture(capture: Capture, path: Path) -> None:
+def write_capture(capture: Capture, path: Path, mask: Callable[[str], str] = str) -> None:
     document = {
         "phase": capture.phase,
         "seconds": round(capture.seconds, 3),
@@ -41,7 +41,7 @@ def write_capture(capture: Capture, path: Path) -> None:
             for text, s in sorted(capture.tests.items())
         ],
     }
-    path.write_text(json.dumps(document, indent=2) + "\n")
+    path.write_text(mask(json.dumps(document, indent=2)) + "\n")
 
 
 def _measured(m: Measured) -> dict[str, object]:

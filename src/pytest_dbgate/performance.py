@@ -57,11 +57,16 @@ class Performance:
     """Measurement windows and workload runs on one staging database."""
 
     def __init__(
-        self, config: GateConfig, progress: Progress, workload: list[WorkloadQuery]
+        self,
+        config: GateConfig,
+        progress: Progress,
+        workload: list[WorkloadQuery],
+        mask: Callable[[str], str] = str,
     ) -> None:
         self.config = config
         self.progress = progress
         self.workload = workload
+        self.mask = mask  # the run's passwords out of the files written
         self._conn: Conn | None = None
         self._connect: Callable[[], Conn] | None = None
         self._starts: dict[str, Snapshot] = {}
@@ -137,7 +142,7 @@ class Performance:
         result.seconds = time.monotonic() - started + prepared_s
         result.prepared_s = prepared_s
         name = "baseline" if phase == "before" else "after"
-        write_capture(result, self._folder() / f"{name}_perf.json")
+        write_capture(result, self._folder() / f"{name}_perf.json", self.mask)
         return result
 
     def judge(self, before: Capture, after: Capture) -> list[Comparison]:
@@ -160,7 +165,7 @@ class Performance:
                 judge_tests(text, before.tests.get(text), after.tests.get(text), plans, limits)
             )
         (self._folder() / "perf_report.md").write_text(
-            report_markdown(results, limits, after.method, after.where, after.compacted)
+            self.mask(report_markdown(results, limits, after.method, after.where, after.compacted))
         )
         return results
 

@@ -51,10 +51,14 @@ def pytest_configure(config: pytest.Config) -> None:
         gate_config = read_config(config)
         if gate_config is None:
             return
-        from pytest_dbgate.report import Results
+        from pytest_dbgate.redaction import Redaction, gather
+        from pytest_dbgate.report import Results, check_outputs
 
         _one_worker(config)
-        results = Results(gate_config.mode)
+        staging = gate_config.mode == "staging"
+        check_outputs(gate_config.report_dir, gate_config.record if staging else None)
+        results = Results(gate_config.mode, secrets=gather(gate_config))
+        config.pluginmanager.register(Redaction(results.secrets), "dbgate-redaction")
         gate: Run
         if gate_config.mode == "staging":
             from pytest_dbgate.gate import open_gate
@@ -138,6 +142,9 @@ def _progress(config: pytest.Config) -> Callable[[str], None]:
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         if reporter is None:
             return
+        redaction = config.pluginmanager.get_plugin("dbgate-redaction")
+        if redaction is not None:
+            message = redaction.secrets.mask(message)
         capture = config.pluginmanager.get_plugin("capturemanager")
         if capture is None:
             reporter.write_line(f"[dbgate] {message}")

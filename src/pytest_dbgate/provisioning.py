@@ -19,7 +19,6 @@ import shlex
 import shutil
 import stat
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -34,6 +33,8 @@ from pytest_postgresql.executors import PostgreSQLExecutor
 from pytest_dbgate.binaries import PgBinaries
 from pytest_dbgate.connections import Endpoint, connection
 from pytest_dbgate.exceptions import ProvisioningError, SafetyError
+from pytest_dbgate.janitor import temporary_folder
+from pytest_dbgate.sqltext import read_sql
 
 SERVER_ACCOUNT = "postgres"
 SUPERUSER = "postgres"
@@ -96,13 +97,26 @@ def as_account(account: pwd.struct_passwd | None, argv: list[str]) -> list[str]:
     ]
 
 
-def _wrapper(base: Path, pg_ctl: str, account: pwd.struct_passwd) -> str:
-    """A pg_ctl that runs as ``account``, for pytest-postgresql's executor to call."""
+def _wrapper(base: Path, pg_ctl: str, account: pwd.struct_passwd | None) -> str:
+    """A pg_ctl for pytest-postgresql's executor to call: run as ``account``, in an environment
+    with nothing of the gate's. A server inherits its starter's environment, and libpq inside
+    it (dblink, postgres_fdw) would log in to other servers with the gate's ``$PGPASSWORD``,
+    ``~/.pgpass`` or service file: a migration could reach the production source that way."""
     script = base / "pg_ctl"
+    clean = [
+        "env",
+        "-i",
+        'PATH="$PATH"',
+        'LC_ALL="$LC_ALL"',
+        'LC_CTYPE="$LC_CTYPE"',
+        'LANG="$LANG"',
+        "PGPASSFILE=/dev/null",
+        "PGSERVICEFILE=/dev/null",
+    ]
     script.write_text(
         "#!/bin/sh\n"
         'cd "$(dirname "$0")" || exit 1\n'
-        f'exec {shlex.join(as_account(account, [pg_ctl]))} "$@"\n'
+        f'exec {" ".join(clean)} {shlex.join(as_account(account, [pg_ctl]))} "$@"\n'
     )
     script.chmod(0o755)
     return str(script)
@@ -126,12 +140,11 @@ def embedded_server(
     account = server_account()
     # Sockets and the pg_ctl wrapper always go in a short temporary folder: a Unix socket's path
     # may not be longer than 107 bytes, and a kept cluster may live deep in a project.
-    base = Path(tempfile.mkdtemp(prefix=f"dbgate-{role}-"))
+    base = temporary_folder(f"dbgate-{role}-")
     try:
-        pg_ctl = binaries.path("pg_ctl")
         if account is not None:
             os.chown(base, account.pw_uid, account.pw_gid)
-            pg_ctl = _wrapper(base, pg_ctl, account)
+        pg_ctl = _wrapper(base, binaries.path("pg_ctl"), account)
         kept = datadir is not None
         data = datadir if datadir is not None else base / "data"
         logfile = (data.parent if kept else base) / "server.log"
@@ -370,7 +383,7 @@ def load_seed(server: Endpoint, dbname: str, files: Sequence[Path]) -> Endpoint:
     target = server.with_dbname(dbname)
     with connection(target, "embedded source", "dbgate_seed", purpose="seed") as conn:
         for path in files:
-            text = path.read_text()
+            text = read_sql(path, "seed file")
             try:
                 conn.execute(text)
             except psycopg.Error as exc:

@@ -14,9 +14,11 @@ import hashlib
 import hmac
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from types import UnionType
+from typing import Union, get_args, get_origin, get_type_hints
 
 from pytest_dbgate.exceptions import Figure, RecordError
 from pytest_dbgate.layouts import version_key
@@ -206,36 +208,96 @@ def _mac(body: dict[str, object], key: str) -> str:
 
 def load(path: Path) -> GateRecord:
     """Read a record; :class:`RecordError` when it is missing, unreadable or not a passing one."""
+    if path.is_dir():
+        raise RecordError.unreadable(path, "it is a folder; name the gate-record.json inside it")
     if not path.is_file():
         raise RecordError.missing(path)
     try:
-        document = json.loads(path.read_text())
+        document = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise RecordError.unreadable(path, "it is not UTF-8 JSON text") from None
+    except ValueError as exc:
+        raise RecordError.unreadable(path, f"it is not JSON: {exc}") from None
+    try:
         if not isinstance(document, dict) or document.get("kind") != KIND:
-            raise ValueError(f"not a {KIND}")
+            raise ValueError(f'it is not a {KIND} (no "kind": "{KIND}")')
         if document.get("format") != FORMAT:
             raise RecordError.old_format(path, document.get("format"), FORMAT)
         if document.get("passed") is not True:
             raise ValueError("it does not record a passing staging run")
         signature = document.get("signature")
-        record = GateRecord(
-            created_at=str(document["created_at"]),
-            plugin_version=str(document["plugin_version"]),
-            source=RecordedServer(**document["source"]),
-            staging=RecordedServer(**document["staging"]),
-            migrations=tuple(
-                RecordedMigration(**{**m, "statements": tuple(m["statements"])})
-                for m in document["migrations"]
-            ),
-            figures=dict(document.get("figures", {})),
-            checks=tuple(document.get("checks", ())),
-            signature=str(signature["value"]) if isinstance(signature, dict) else None,
-        )
+        if signature is not None and not (
+            isinstance(signature, dict) and isinstance(signature.get("value"), str)
+        ):
+            raise ValueError('"signature" is not {"algorithm": …, "value": …}')
+        body = {k: v for k, v in document.items() if k not in ("kind", "format", "signature")}
+        body.pop("passed")
+        record = _typed(GateRecord, body, "the record")
+        assert isinstance(record, GateRecord)
+        record = replace(record, signature=signature["value"] if signature else None)
         created = record.created
         if created.tzinfo is None:
             raise ValueError("created_at has no time zone")
-    except (ValueError, KeyError, TypeError) as exc:
+    except ValueError as exc:
         raise RecordError.unreadable(path, str(exc)) from None
     return record
+
+
+def _typed(hint: object, value: object, where: str) -> object:
+    """``value`` (parsed JSON) as the type ``hint`` says, or ``ValueError`` naming the place: a
+    record is checked key by key and type by type, never trusted to fit the dataclasses."""
+    if isinstance(hint, type) and is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ValueError(f"{where} is {_kind(value)}, not an object")
+        hints = get_type_hints(hint)
+        known = {f.name for f in fields(hint) if f.name != "signature"}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValueError(f"{where} has unknown keys: {', '.join(map(str, unknown))}")
+        required = {
+            f.name
+            for f in fields(hint)
+            if f.name in known and f.default is MISSING and f.default_factory is MISSING
+        }
+        missing = sorted(required - set(value))
+        if missing:
+            raise ValueError(f"{where} lacks {', '.join(missing)}")
+        return hint(**{k: _typed(hints[k], v, f"{where}.{k}") for k, v in value.items()})
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, UnionType):
+        for option in args:
+            try:
+                return _typed(option, value, where)
+            except ValueError:
+                continue
+        names = " or ".join(getattr(a, "__name__", str(a)) for a in args)
+        raise ValueError(f"{where} is {_kind(value)}, not {names}")
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ValueError(f"{where} is {_kind(value)}, not a list")
+        return tuple(_typed(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{where} is {_kind(value)}, not an object")
+        return {k: _typed(args[1], v, f"{where}.{k}") for k, v in value.items()}
+    if hint is type(None):
+        if value is not None:
+            raise ValueError(f"{where} is {_kind(value)}, not null")
+        return None
+    if hint in (int, float) and isinstance(value, bool):
+        raise ValueError(f"{where} is {_kind(value)}, not a number")
+    if hint is float and isinstance(value, int):
+        return float(value)
+    if isinstance(hint, type) and isinstance(value, hint):
+        return value
+    raise ValueError(f"{where} is {_kind(value)}, not {getattr(hint, '__name__', hint)}")
+
+
+def _kind(value: object) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "null"
+    return names.get(type(value), "a number")
 
 
 def invalidate(path: Path) -> bool:

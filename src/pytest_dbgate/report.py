@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,7 +18,8 @@ from pathlib import Path
 from tabulate import tabulate
 
 from pytest_dbgate import __version__
-from pytest_dbgate.exceptions import Figure
+from pytest_dbgate.exceptions import ConfigError, Figure
+from pytest_dbgate.masking import Secrets
 
 ROOT = "dbgate"
 LINT_SUFFIX = "::lint"
@@ -86,6 +88,8 @@ class Results:
 
     mode: str
     items: dict[str, ItemResult] = field(default_factory=dict)
+    # The run's passwords: masked in every file written, whatever a test printed.
+    secrets: Secrets = field(default_factory=Secrets)
     generated: int = 0
     # What a complete run runs (criteria and phased tests, before selection), and what was kept
     # from it: paths a command-line --ignore skipped, collectors that failed.
@@ -253,9 +257,9 @@ class Results:
             "passed": self.passed,
             "items": [asdict(r) for r in self.ran],
         }
-        results.write_text(json.dumps(document, indent=2) + "\n")
+        results.write_text(self.secrets.mask(json.dumps(document, indent=2)) + "\n")
         report = folder / f"{self.mode}-report.md"
-        markdown = self.markdown()
+        markdown = self.secrets.mask(self.markdown())
         report.write_text(markdown)
         written = [results, report]
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
@@ -350,3 +354,31 @@ def _plain(value: object) -> Figure:
     if isinstance(value, str | int | float | bool):
         return value
     return str(value)
+
+
+def check_outputs(report_dir: Path, record: Path | None) -> None:
+    """Before anything starts: the report folder (and a staging run's record) can be written.
+    Found out at the end, a run would have done all its work and left no report and no record."""
+    problem = _unwritable_folder(report_dir)
+    if problem is not None:
+        raise ConfigError.cannot_write("report folder", report_dir, problem, "--dbgate-report-dir")
+    if record is None:
+        return
+    if record.is_dir():
+        problem = "it is a folder; name a file such as gate-record.json"
+    else:
+        problem = _unwritable_folder(record.parent)
+    if problem is not None:
+        raise ConfigError.cannot_write("gate record", record, problem, "--dbgate-record")
+
+
+def _unwritable_folder(folder: Path) -> str | None:
+    if folder.exists() and not folder.is_dir():
+        return "it is a file, not a folder"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".dbgate-probe-"):
+            pass
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -47,6 +48,7 @@ from pytest_dbgate.journal import APPLIED, IN_DOUBT, JournalEntry, TrackedMigrat
 from pytest_dbgate.layouts import version_key
 from pytest_dbgate.migrations import Migration, Statement
 from pytest_dbgate.outcomes import Attempt, Cause, Failure, Outcome, Status
+from pytest_dbgate.outside import outside_action
 from pytest_dbgate.settle import drop_invalid_index, settle
 
 Conn = psycopg.Connection[tuple[object, ...]]
@@ -97,8 +99,10 @@ class Runner:
         boundary: Boundary | None = None,
         interruptions: Interruptions | None = None,
         keep_lock: Callable[[], None] | None = None,
+        timeout_s: float | None = None,
     ) -> None:
         self._conn = conn
+        self._timeout_s = timeout_s
         layouts = {m.layout for m in migrations}
         self._tracking = Tracking(conn, history_for(layouts.pop()) if len(layouts) == 1 else None)
         self._tool: Applied | None = None
@@ -160,7 +164,13 @@ class Runner:
     def _settings(self) -> None:
         """The gate's own settings of the migrating session: on production, the lock_timeout,
         and a check that cancels a statement within a second of its client going away (a killed
-        run's statement then stops holding its locks, and the gate lock)."""
+        run's statement then stops holding its locks, and the gate lock); everywhere, the
+        migration timeout as the statement_timeout."""
+        if self._timeout_s is not None:
+            self._conn.execute(
+                "SELECT set_config('statement_timeout', %s, false)",
+                (f"{self._timeout_s * 1000:.0f}ms",),
+            )
         if self._policy is None:
             return
         self._conn.execute(
@@ -227,6 +237,9 @@ class Runner:
                     f"{migration.id}: held back until {held.eligible_at:%Y-%m-%d %H:%M %Z}, "
                     "released early by --dbgate-release-early"
                 )
+        refused = _outside(migration)
+        if refused is not None:
+            return Outcome(migration, Status.FAILED, failure=refused)
         self._applier.stop_if_asked(f"before {migration.id}")
         try:
             return self._apply(migration, early)
@@ -234,6 +247,38 @@ class Runner:
             known = self._applier.known.get(migration.version, 0)
             failure = stop_failure(self._conn, exc, None, known)
             return Outcome(migration, Status.FAILED, failure=failure)
+
+    @contextlib.contextmanager
+    def _watchdog(self, started: float) -> Iterator[None]:
+        """Cancel the file's running statement when its time is up, whatever it set its own
+        statement_timeout to (an endless loop in one statement, many slow ones in a file)."""
+        if self._timeout_s is None:
+            yield
+            return
+        self._applier.deadline = started + self._timeout_s
+        timer = threading.Timer(self._timeout_s, lambda: self._conn.cancel_safe(timeout=5))
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+            self._applier.deadline = None
+
+    def _timed_out(self, failure: Failure, started: float) -> bool:
+        return (
+            self._timeout_s is not None
+            and failure.sqlstate == "57014"  # query_canceled
+            and time.monotonic() - started >= self._timeout_s * 0.99
+        )
+
+    def _timeout_message(self, failure: Failure) -> str:
+        where = f" in statement {failure.ordinal}" if failure.ordinal else ""
+        return (
+            f"ran longer than the migration timeout ({self._timeout_s:g} s) and was cancelled"
+            f"{where}; make the migration faster (batches, CONCURRENTLY), or raise "
+            "--dbgate-migration-timeout / dbgate_migration_timeout if it really takes that long"
+        )
 
     def _held(self, migration: Migration, hold_back: timedelta) -> Outcome | None:
         """A held-back migration's outcome while it must wait, or ``None`` once it may run.
@@ -289,7 +334,7 @@ class Runner:
             "; released early (--dbgate-release-early)" if early else ""
         )
         started = time.monotonic()
-        with watching as timeline:
+        with watching as timeline, self._watchdog(started):
             done = resumed
             while True:
                 failure = (
@@ -308,6 +353,8 @@ class Runner:
                     break
                 done = self._applier.applied_through(migration)
         duration_ms = (time.monotonic() - started) * 1000
+        if failure is not None and self._timed_out(failure, started):
+            failure = dataclasses.replace(failure, error=self._timeout_message(failure))
         if failure is None and not migration.transactional:
             failure = self._record_success(migration, duration_ms, applied_by)
         run = count if failure is None else failure.statements_committed
@@ -507,3 +554,24 @@ def _misfit(migration: Migration, entry: JournalEntry, through: int) -> Failure:
 def _located(failure: Failure, through: int) -> Failure:
     """An in-doubt failure from :func:`settle`, with what the file has applied so far."""
     return dataclasses.replace(failure, statements_committed=through)
+
+
+def _outside(migration: Migration) -> Failure | None:
+    """A file with a statement acting outside the migrated database is never applied, on staging
+    (where its effect would land on the staging server, or on another server) or production."""
+    for ordinal, statement in enumerate(migration.statements, 1):
+        action = outside_action(statement)
+        if action is not None:
+            return Failure(
+                f"not applied: statement {ordinal} acts outside the migrated database (it "
+                f"{action}); the gate never runs such a statement, on staging or production: "
+                "take it out of the migration and have it done on purpose by whoever runs the "
+                "server",
+                None,
+                statement,
+                statement.line,
+                0,
+                Cause.STATEMENT,
+                ordinal,
+            )
+    return None

@@ -18,6 +18,7 @@ from pglast import ast
 
 from pytest_dbgate.exceptions import ConfigError
 from pytest_dbgate.migrations import chunks
+from pytest_dbgate.sqltext import read_sql
 
 NAME = re.compile(r"--\s*name:\s*(?P<name>[A-Za-z0-9_.-]+)\s*$")
 WRITES = (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt, ast.MergeStmt)
@@ -39,7 +40,7 @@ def parse_workload(path: Path) -> list[WorkloadQuery]:
     """The workload's queries; a ``ConfigError`` naming the file and line for anything wrong."""
     if not path.is_file():
         raise ConfigError.workload_missing(path)
-    text = path.read_text()
+    text = read_sql(path, "workload file")
     queries: list[WorkloadQuery] = []
     for number, chunk in enumerate(chunks(path, text, ConfigError.workload_malformed), start=1):
         if not isinstance(chunk.node, DATA_STATEMENTS):
