@@ -367,6 +367,9 @@ def test_prints_the_url(dbgate_url):
     print("url:", dbgate_url, "env:", os.environ.get("DATABASE_URL"))
     import psycopg.conninfo
     print("conninfo:", psycopg.conninfo.make_conninfo(dbgate_url))
+    password = psycopg.conninfo.conninfo_to_dict(dbgate_url)["password"]
+    import html, json
+    print("spelt:", repr(password), json.dumps(password), html.escape(password))
     assert dbgate_url == "this fails, showing the URL"
 """
 
@@ -384,6 +387,8 @@ WITH_SERVERS: list[Case] = [
     case("staging wrong password", "connection", FAILED, "password", "$STAGING_DATABASE_URL", env={"STAGING_DATABASE_URL": "{staging_wrong}"}),
     case("staging unknown database", "connection", FAILED, "staging", env={"STAGING_DATABASE_URL": "{staging_nodb}"}),
     # -- secrets -------------------------------------------------------------------------------
+    case("key=value URL with password, echoed", "secret", FAILED, "exited with status 3", ini={"dbgate_test_command": "echo \"$STAGING_DATABASE_URL\"; echo \"$DATABASE_URL\"; exit 3"}, env={"STAGING_DATABASE_URL": "{evil_kv}"}, remedy=False),
+    case("PGPASSWORD echoed", "secret", FAILED, "exited with status 3", ini={"dbgate_test_command": "echo \"pw=$PGPASSWORD\"; exit 3"}, env={"STAGING_DATABASE_URL": "{evil_nopw}", "PGPASSWORD": EVIL}, remedy=False),
     case("password with URL-special characters, echoed", "secret", FAILED, "this fails", files={"tests/test_echo.py": ECHO_TESTS}, ini={"dbgate_test_command": "echo \"$DATABASE_URL\"; echo \"$PROD_DATABASE_URL\"; exit 3"}, env={"STAGING_DATABASE_URL": "{evil}"}, remedy=False),
     # -- faults while running ------------------------------------------------------------------
     case("migration sleeps past the timeout", "runaway", FAILED, "migration timeout (2 s)", "statement 2", files=migration("ALTER TABLE t ADD COLUMN note text;\nSELECT pg_sleep(600);\n"), args=("--dbgate-migration-timeout=2",)),
@@ -440,6 +445,8 @@ def resolve(case: Case, servers: Servers) -> Case:
         "{staging_wrong}": url(servers.staging.replace(password="not-" + STAGING_PASSWORD)),
         "{staging_nodb}": url(servers.staging.with_dbname("no_such_database")),
         "{evil}": evil_url(servers.evil),
+        "{evil_kv}": servers.evil.conninfo(),
+        "{evil_nopw}": url(servers.evil.replace(password="")),
         "{source_conninfo}": f"host={source.host} port={source.port} dbname={source.dbname}",
         "{wrong_type}": wrong_type_record(),
     }
