@@ -31,8 +31,8 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from pytest_dbgate.lint import lint
-from pytest_dbgate.migrations import discover
+from pytest_dbgate.lint.engine import lint
+from pytest_dbgate.migrations.parse import discover
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "data" / "lint-corpus" / "eugene"

@@ -25,14 +25,14 @@ from pathlib import Path
 import psycopg
 from tabulate import tabulate
 
-from pytest_dbgate.apply import StatementLog
-from pytest_dbgate.binaries import find_binaries
 from pytest_dbgate.config import DEFAULT_MAX_BLOCK_MS, DEFAULT_TRAFFIC_RATE
-from pytest_dbgate.connections import Endpoint, connect
-from pytest_dbgate.locks import LockReport, watching
-from pytest_dbgate.migrations import Migration, discover
-from pytest_dbgate.provisioning import embedded_server
-from pytest_dbgate.runner import Runner
+from pytest_dbgate.migrations.apply import StatementLog
+from pytest_dbgate.migrations.parse import Migration, discover
+from pytest_dbgate.migrations.runner import Runner
+from pytest_dbgate.observe.locks import LockReport, watching
+from pytest_dbgate.pg.binaries import find_binaries
+from pytest_dbgate.pg.connections import Endpoint, connect
+from pytest_dbgate.pg.servers import embedded_server
 
 Conn = psycopg.Connection[tuple[object, ...]]
 

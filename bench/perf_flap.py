@@ -36,9 +36,9 @@ from pathlib import Path
 from tabulate import tabulate
 from worktrees import worktree
 
-from pytest_dbgate.binaries import find_binaries
-from pytest_dbgate.connections import Endpoint
-from pytest_dbgate.provisioning import embedded_server, load_seed, seed_files
+from pytest_dbgate.pg.binaries import find_binaries
+from pytest_dbgate.pg.connections import Endpoint
+from pytest_dbgate.pg.servers import embedded_server, load_seed, seed_files
 
 REPO = Path(__file__).resolve().parents[1]
 WORKLOAD = REPO / "demo" / "workload.sql"

@@ -32,8 +32,8 @@ REPO = Path(__file__).resolve().parents[1]
 READ = """
 import sys, time
 from pathlib import Path
-from pytest_dbgate.lint import lint
-from pytest_dbgate.migrations import discover
+from pytest_dbgate.lint.engine import lint
+from pytest_dbgate.migrations.parse import discover
 started = time.monotonic()
 migrations = discover(Path(sys.argv[1]))
 lint(migrations)

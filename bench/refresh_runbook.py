@@ -33,10 +33,10 @@ from pathlib import Path
 import psycopg
 from tabulate import tabulate
 
-from pytest_dbgate.binaries import PgBinaries, find_binaries
-from pytest_dbgate.connections import Endpoint
-from pytest_dbgate.provisioning import embedded_server, load_seed, seed_files
-from pytest_dbgate.snapshot import parallelism
+from pytest_dbgate.pg.binaries import PgBinaries, find_binaries
+from pytest_dbgate.pg.connections import Endpoint
+from pytest_dbgate.pg.servers import embedded_server, load_seed, seed_files
+from pytest_dbgate.refresh.restore import parallelism
 
 REPO = Path(__file__).resolve().parents[1]
 CATALOG_QUERIES = (

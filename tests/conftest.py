@@ -21,10 +21,10 @@ from psycopg.conninfo import conninfo_to_dict
 
 # pytester's in-process runs drop the modules first imported during a run; pglast's compiled
 # parser keeps building nodes from the first copy of pglast.ast, so import it once up front.
-import pytest_dbgate.migrations  # noqa: F401
-from pytest_dbgate.binaries import PgBinaries, find_binaries
-from pytest_dbgate.connections import Endpoint, connection
-from pytest_dbgate.provisioning import embedded_server, load_seed, seed_files
+import pytest_dbgate.migrations.parse  # noqa: F401
+from pytest_dbgate.pg.binaries import PgBinaries, find_binaries
+from pytest_dbgate.pg.connections import Endpoint, connection
+from pytest_dbgate.pg.servers import embedded_server, load_seed, seed_files
 from tests.secretscan import leaks, mtimes, written_since
 
 # Example projects are copied into pytester runs, never collected by the suite itself.

@@ -22,7 +22,7 @@ from urllib.parse import quote
 import pytest
 from psycopg import sql
 
-from pytest_dbgate.connections import Endpoint, connection
+from pytest_dbgate.pg.connections import Endpoint, connection
 from tests.conftest import QUIET_PLUGINS, STAGING_PASSWORD, url
 from tests.secretscan import leaks, mtimes, written_since
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_dbgate.binaries import PgBinaries, client_for, find_binaries
-from pytest_dbgate.exceptions import ToolError
+from pytest_dbgate.core.errors import ToolError
+from pytest_dbgate.pg.binaries import PgBinaries, client_for, find_binaries
 
 
 def test_finds_a_folder_with_every_program(binaries: PgBinaries) -> None:

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from pytest_dbgate.connections import Endpoint, connection
-from pytest_dbgate.provisioning import load_seed
+from pytest_dbgate.pg.connections import Endpoint, connection
+from pytest_dbgate.pg.servers import load_seed
 
 from .conftest import PROJECTS, Project
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_dbgate.commits import Recheck
-from pytest_dbgate.migrations import Statement, discover
+from pytest_dbgate.migrations.commits import Recheck
+from pytest_dbgate.migrations.parse import Statement, discover
 
 
 def statements(tmp_path: Path, text: str) -> tuple[Statement, ...]:

@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from pytest_dbgate.confidence import MIN_ROUNDS, from_summaries, independent, paired
+from pytest_dbgate.performance.confidence import MIN_ROUNDS, from_summaries, independent, paired
 
 
 def noisy(rng: random.Random, ms: float, n: int, spread: float = 0.3) -> list[float]:

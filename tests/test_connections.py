@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_dbgate.connections import Endpoint, connect
-from pytest_dbgate.exceptions import ConfigError, ConnectError
+from pytest_dbgate.core.errors import ConfigError, ConnectError
+from pytest_dbgate.pg.connections import Endpoint, connect
 
 from .conftest import STAGING_PASSWORD
 

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import pytest
 from psycopg import sql
 
-from pytest_dbgate.connections import Endpoint, connection
+from pytest_dbgate.pg.connections import Endpoint, connection
 
 from .conftest import PROJECTS, Project
 

@@ -8,7 +8,7 @@ import json
 import pytest
 from psycopg import sql
 
-from pytest_dbgate.connections import Endpoint, connection
+from pytest_dbgate.pg.connections import Endpoint, connection
 
 from .conftest import Project, example, outcomes
 

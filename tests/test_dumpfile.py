@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_dbgate.binaries import PgBinaries
-from pytest_dbgate.connections import Endpoint, connection
-from pytest_dbgate.dumpfile import checksum, inspect, plain_chunks
-from pytest_dbgate.exceptions import ConfigError, RefreshError
+from pytest_dbgate.core.errors import ConfigError, RefreshError
+from pytest_dbgate.pg.binaries import PgBinaries
+from pytest_dbgate.pg.connections import Endpoint, connection
+from pytest_dbgate.refresh.dumpfile import checksum, inspect, plain_chunks
 
 DUMPED_SQL = """
 CREATE EXTENSION IF NOT EXISTS citext;

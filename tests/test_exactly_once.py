@@ -19,8 +19,8 @@ import time
 
 import pytest
 
-from pytest_dbgate.connections import Endpoint, connect, connection
-from pytest_dbgate.runner import Runner
+from pytest_dbgate.migrations.runner import Runner
+from pytest_dbgate.pg.connections import Endpoint, connect, connection
 
 from .conftest import PROJECTS, Project
 from .test_production import RELEASE, applied_versions, columns, deployed, move_back, outcome_of

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from pytest_dbgate.connections import Endpoint
+from pytest_dbgate.pg.connections import Endpoint
 
 from .conftest import url
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_dbgate.connections import Endpoint, connection
-from pytest_dbgate.history import flyway_checksum
+from pytest_dbgate.migrations.history import flyway_checksum
+from pytest_dbgate.pg.connections import Endpoint, connection
 
 from .conftest import Project, fresh_database
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pytest_dbgate.binaries import PgBinaries
-from pytest_dbgate.janitor import OWNER, sweep, temporary_folder
-from pytest_dbgate.provisioning import embedded_server
+from pytest_dbgate.pg.binaries import PgBinaries
+from pytest_dbgate.pg.janitor import OWNER, sweep, temporary_folder
+from pytest_dbgate.pg.servers import embedded_server
 
 
 def _accepts(port: int) -> bool:

@@ -17,13 +17,13 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pytest_dbgate.apply import POINTS
-from pytest_dbgate.connections import Endpoint, connect
-from pytest_dbgate.history import PrismaHistory
-from pytest_dbgate.journal import resolution_sql
-from pytest_dbgate.migrations import Migration, discover
-from pytest_dbgate.outcomes import Cause, Outcome, Status
-from pytest_dbgate.runner import Policy, Runner
+from pytest_dbgate.migrations.apply import POINTS
+from pytest_dbgate.migrations.history import PrismaHistory
+from pytest_dbgate.migrations.outcomes import Cause, Outcome, Status
+from pytest_dbgate.migrations.parse import Migration, discover
+from pytest_dbgate.migrations.runner import Policy, Runner
+from pytest_dbgate.migrations.tracking import resolution_sql
+from pytest_dbgate.pg.connections import Endpoint, connect
 
 Conn = psycopg.Connection[tuple[object, ...]]
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_dbgate.exceptions import ConfigError
-from pytest_dbgate.layouts import detect, find, version_key
-from pytest_dbgate.migrations import discover
+from pytest_dbgate.core.errors import ConfigError
+from pytest_dbgate.migrations.layouts import detect, find, version_key
+from pytest_dbgate.migrations.parse import discover
 
 
 def files(folder: Path, contents: dict[str, str]) -> Path:

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_dbgate.connections import Endpoint, connection
-from pytest_dbgate.locks import HeldLock, LockReport, blocks, sql_mode, touched_relations
-from pytest_dbgate.migrations import discover
-from pytest_dbgate.provisioning import load_seed
-from pytest_dbgate.remeasure import Measure, median
+from pytest_dbgate.migrations.parse import discover
+from pytest_dbgate.observe.locks import HeldLock, LockReport, blocks, sql_mode, touched_relations
+from pytest_dbgate.observe.remeasure import Measure, median
+from pytest_dbgate.pg.connections import Endpoint, connection
+from pytest_dbgate.pg.servers import load_seed
 
 from .conftest import PROJECTS, REPO, Project, example, url
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_dbgate.exceptions import ConfigError
-from pytest_dbgate.migrations import discover
+from pytest_dbgate.core.errors import ConfigError
+from pytest_dbgate.migrations.parse import discover
 
 from .conftest import REPO
 

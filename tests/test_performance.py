@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from junitparser import JUnitXml
 
-from pytest_dbgate.binaries import PgBinaries
-from pytest_dbgate.connections import Endpoint, connection
-from pytest_dbgate.provisioning import embedded_server
+from pytest_dbgate.pg.binaries import PgBinaries
+from pytest_dbgate.pg.connections import Endpoint, connection
+from pytest_dbgate.pg.servers import embedded_server
 
 from .conftest import PROJECTS, Project, url
 from .test_plugin import properties

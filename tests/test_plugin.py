@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from junitparser import JUnitXml, Properties, TestCase
 
-from pytest_dbgate.connections import Endpoint
-from pytest_dbgate.janitor import OWNER
+from pytest_dbgate.pg.connections import Endpoint
+from pytest_dbgate.pg.janitor import OWNER
 
 from .conftest import REPO, STAGING_PASSWORD, Project, url
 
@@ -247,7 +247,7 @@ def test_wrong_staging_password_names_the_fix_and_never_the_password(
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root needs an unprivileged account")
 def test_missing_server_account_as_root(demo: Project, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_dbgate import provisioning
+    from pytest_dbgate.pg import servers as provisioning
 
     monkeypatch.setattr(provisioning, "SERVER_ACCOUNT", "dbgate-no-such-account")
     result = demo.run()

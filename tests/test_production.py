@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from pytest_dbgate.connections import Endpoint, connection
+from pytest_dbgate.pg.connections import Endpoint, connection
 
 from .conftest import DEMO_SCALE, PROJECTS, REPO, STAGING_PASSWORD, Project, seeded_database, url
 

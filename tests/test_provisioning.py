@@ -9,12 +9,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pytest_dbgate import provisioning
-from pytest_dbgate.binaries import PgBinaries
-from pytest_dbgate.connections import Endpoint, connect, connection
-from pytest_dbgate.exceptions import ProvisioningError, SafetyError
-from pytest_dbgate.gatelock import take_gate_lock
-from pytest_dbgate.provisioning import (
+from pytest_dbgate.core.errors import ProvisioningError, SafetyError
+from pytest_dbgate.pg import servers as provisioning
+from pytest_dbgate.pg.binaries import PgBinaries
+from pytest_dbgate.pg.connections import Endpoint, connect, connection
+from pytest_dbgate.pg.gatelock import take_gate_lock
+from pytest_dbgate.pg.servers import (
     create_gate_database,
     embedded_server,
     server_identity,

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_dbgate.exceptions import RecordError
-from pytest_dbgate.migrations import discover
-from pytest_dbgate.record import (
+from pytest_dbgate.core.errors import RecordError
+from pytest_dbgate.core.record import (
     GateRecord,
     RecordedMigration,
     RecordedServer,
@@ -21,6 +20,7 @@ from pytest_dbgate.record import (
     now_utc,
     run_differences,
 )
+from pytest_dbgate.migrations.parse import discover
 
 from .conftest import PROJECTS
 

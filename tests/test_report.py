@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from junitparser import JUnitXml
 
-from pytest_dbgate.report import Results
+from pytest_dbgate.core.results import Results
 
 from .conftest import Project, example
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pytest_dbgate.connections import Endpoint, connect
-from pytest_dbgate.migrations import discover
-from pytest_dbgate.runner import Runner, Status
+from pytest_dbgate.migrations.parse import discover
+from pytest_dbgate.migrations.runner import Runner, Status
+from pytest_dbgate.pg.connections import Endpoint, connect
 
 Conn = psycopg.Connection[tuple[object, ...]]
 

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 import psycopg
 import pytest
 
-from pytest_dbgate import sidebyside
-from pytest_dbgate.sidebyside import Budget, Side, measure
-from pytest_dbgate.timing import Run
-from pytest_dbgate.workload import WorkloadQuery
+from pytest_dbgate.performance import sidebyside
+from pytest_dbgate.performance.sidebyside import Budget, Side, measure
+from pytest_dbgate.performance.timing import Run
+from pytest_dbgate.performance.workload import WorkloadQuery
 
 
 @dataclass

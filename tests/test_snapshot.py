@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_dbgate.binaries import PgBinaries
-from pytest_dbgate.connections import Endpoint, connect, connection
-from pytest_dbgate.exceptions import RefreshError
-from pytest_dbgate.snapshot import refresh
+from pytest_dbgate.core.errors import RefreshError
+from pytest_dbgate.pg.binaries import PgBinaries
+from pytest_dbgate.pg.connections import Endpoint, connect, connection
+from pytest_dbgate.refresh.restore import refresh
 
 from .conftest import PROJECTS, STAGING_PASSWORD, Project, fresh_database, url
 
@@ -167,7 +167,7 @@ def test_a_clone_command_without_a_url_says_what_to_print(clone_project: Project
 def test_long_dumps_and_restores_report_progress(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, staging_server: Endpoint
 ) -> None:
-    from pytest_dbgate import snapshot
+    from pytest_dbgate.refresh import restore as snapshot
 
     monkeypatch.setattr(snapshot, "PROGRESS_EVERY_S", 0.1)
     output = tmp_path / "out.dump"

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_dbgate.stats import Counter, is_application_query, normalise, plan_change, window
+from pytest_dbgate.performance.stats import (
+    Counter,
+    is_application_query,
+    normalise,
+    plan_change,
+    window,
+)
 
 INDEX_PLAN = ["Index Scan using t_a_idx on t"]
 SEQ_PLAN = ["Seq Scan on t"]

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_dbgate.sidebyside import Failure, Measured
-from pytest_dbgate.stats import QueryStats
-from pytest_dbgate.timing import Breakdown, Run
-from pytest_dbgate.verdicts import CPU, Thresholds, Verdict, judge_tests, judge_workload
-from pytest_dbgate.workload import WorkloadQuery
+from pytest_dbgate.performance.sidebyside import Failure, Measured
+from pytest_dbgate.performance.stats import QueryStats
+from pytest_dbgate.performance.timing import Breakdown, Run
+from pytest_dbgate.performance.verdicts import CPU, Thresholds, Verdict, judge_tests, judge_workload
+from pytest_dbgate.performance.workload import WorkloadQuery
 
 LIMITS = Thresholds(max_regression=0.2, floor_ms=0.1)
 QUERY = WorkloadQuery("q", "UPDATE t SET a = a WHERE id < 20", 1, writes=True)

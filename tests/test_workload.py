@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_dbgate.connections import Endpoint, connect
-from pytest_dbgate.exceptions import ConfigError
-from pytest_dbgate.timing import run_once
-from pytest_dbgate.workload import parse_workload
+from pytest_dbgate.core.errors import ConfigError
+from pytest_dbgate.performance.timing import run_once
+from pytest_dbgate.performance.workload import parse_workload
+from pytest_dbgate.pg.connections import Endpoint, connect
 
 from .conftest import REPO
 

@@ -14,7 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pytest_dbgate.exceptions import ConfigError
+from pytest_dbgate.core.errors import ConfigError
 
 if TYPE_CHECKING:
     import pytest

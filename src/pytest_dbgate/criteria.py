@@ -18,10 +18,26 @@ import pytest
 from psycopg import sql
 
 from pytest_dbgate import __version__
-from pytest_dbgate.commands import CommandResult, run_command
-from pytest_dbgate.dumpfile import DumpFile, size
-from pytest_dbgate.exceptions import CriterionFailed, Figure
-from pytest_dbgate.gate import (
+from pytest_dbgate.core.commands import CommandResult, run_command
+from pytest_dbgate.core.errors import CriterionFailed, Figure
+from pytest_dbgate.core.record import (
+    GateRecord,
+    RecordedMigration,
+    RecordedServer,
+    format_period,
+    now_utc,
+)
+from pytest_dbgate.core.run import Database, Run, StepFailed, migration_step
+from pytest_dbgate.lint.engine import Finding
+from pytest_dbgate.migrations.outcomes import Outcome, Status
+from pytest_dbgate.migrations.parse import BATCHES, Migration
+from pytest_dbgate.migrations.tracking import MIGRATIONS
+from pytest_dbgate.observe.locks import CONFLICTS, HeldLock, LockReport, sql_mode
+from pytest_dbgate.observe.remeasure import Measure, again, median
+from pytest_dbgate.performance.capture import Capture
+from pytest_dbgate.performance.verdicts import MIN_TEST_CALLS, Comparison, Verdict
+from pytest_dbgate.refresh.dumpfile import DumpFile, size
+from pytest_dbgate.staging.gate import (
     AFTER_CAPTURE,
     BASELINE,
     COMMAND,
@@ -34,22 +50,6 @@ from pytest_dbgate.gate import (
     STAGING_SERVER,
     Gate,
 )
-from pytest_dbgate.journal import MIGRATIONS
-from pytest_dbgate.lint import Finding
-from pytest_dbgate.locks import CONFLICTS, HeldLock, LockReport, sql_mode
-from pytest_dbgate.migrations import BATCHES, Migration
-from pytest_dbgate.outcomes import Outcome, Status
-from pytest_dbgate.performance import Capture
-from pytest_dbgate.record import (
-    GateRecord,
-    RecordedMigration,
-    RecordedServer,
-    format_period,
-    now_utc,
-)
-from pytest_dbgate.remeasure import Measure, again, median
-from pytest_dbgate.steps import Database, Run, StepFailed, migration_step
-from pytest_dbgate.verdicts import MIN_TEST_CALLS, Comparison, Verdict
 
 Figures = dict[str, Figure]
 Conn = psycopg.Connection[tuple[object, ...]]
@@ -1062,7 +1062,7 @@ def _short_sql(text: str, width: int = 80) -> str:
 
 @dataclass(frozen=True)
 class MigrationLinted(Criterion[Run]):
-    """One migration file against the static safety rules (:mod:`pytest_dbgate.lint`).
+    """One migration file against the static safety rules (:mod:`pytest_dbgate.lint.engine`).
 
     In the staging gate the restored copy says how big each table is: a finding on a table with
     fewer rows than ``dbgate_lint_small_table_rows`` is reported, not failed.
@@ -1362,7 +1362,7 @@ def staging_checklist(gate: Gate, extensions: Sequence[str]) -> list[Criterion[A
     ]
     config = gate.config
     if config.migrate_command is not None:
-        from pytest_dbgate.command_items import CommandLocksHeldBriefly, MigrateCommandRan
+        from pytest_dbgate.staging.command_items import CommandLocksHeldBriefly, MigrateCommandRan
 
         checklist += [
             MigrateCommandRan("command", where, (SNAPSHOT,), (COMMAND,)),

@@ -16,7 +16,7 @@ import pytest
 if TYPE_CHECKING:
     import psycopg
 
-    from pytest_dbgate.gate import Gate
+    from pytest_dbgate.staging.gate import Gate
 
 
 def _staging_gate(config: pytest.Config) -> Gate | None:
@@ -30,8 +30,8 @@ def _staging_gate(config: pytest.Config) -> Gate | None:
 @pytest.fixture
 def dbgate_phase(request: pytest.FixtureRequest) -> str | None:
     """``"before"`` or ``"after"`` under the gate; ``None`` in everyday runs."""
-    from pytest_dbgate.dependencies import enter_phase
-    from pytest_dbgate.phases import phases_for
+    from pytest_dbgate.core.dependencies import enter_phase
+    from pytest_dbgate.staging.phases import phases_for
 
     gate = _staging_gate(request.config)
     phase: str | None = getattr(request, "param", None)
@@ -66,7 +66,7 @@ def dbgate_db(dbgate_url: str) -> Iterator[psycopg.Connection[tuple[object, ...]
     """A psycopg connection to the database under test; what it writes is rolled back."""
     import psycopg
 
-    from pytest_dbgate.connections import APPLICATION_NAME
+    from pytest_dbgate.pg.connections import APPLICATION_NAME
 
     conn = psycopg.connect(dbgate_url, application_name=f"{APPLICATION_NAME} tests")
     try:

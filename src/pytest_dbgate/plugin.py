@@ -17,10 +17,10 @@ import pytest
 from pytest_dbgate.config import add_options, read_config
 
 if TYPE_CHECKING:
+    from pytest_dbgate.core.results import Results
+    from pytest_dbgate.core.run import Run
     from pytest_dbgate.criteria import Criterion
-    from pytest_dbgate.migrations import Migration
-    from pytest_dbgate.report import Results
-    from pytest_dbgate.steps import Run
+    from pytest_dbgate.migrations.parse import Migration
 
 pytest_plugins = ["pytest_dbgate.fixtures"]
 
@@ -45,14 +45,14 @@ def pytest_configure(config: pytest.Config) -> None:
         "dbgate_phase(*phases): run a staging-database test only 'before' or only 'after' the "
         "migrations under --dbgate=staging",
     )
-    from pytest_dbgate.exceptions import DbgateError
+    from pytest_dbgate.core.errors import DbgateError
 
     try:
         gate_config = read_config(config)
         if gate_config is None:
             return
-        from pytest_dbgate.redaction import Redaction, gather
-        from pytest_dbgate.report import Results, check_outputs
+        from pytest_dbgate.core.redaction import Redaction, gather
+        from pytest_dbgate.core.results import Results, check_outputs
 
         _one_worker(config)
         staging = gate_config.mode == "staging"
@@ -61,16 +61,16 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(Redaction(results.secrets), "dbgate-redaction")
         gate: Run
         if gate_config.mode == "staging":
-            from pytest_dbgate.gate import open_gate
+            from pytest_dbgate.staging.gate import open_gate
 
             gate = open_gate(gate_config, _progress(config), results)
         elif gate_config.mode == "production":
-            from pytest_dbgate.deploy import open_deployment
+            from pytest_dbgate.production.deployment import open_deployment
 
             gate = open_deployment(gate_config, _progress(config), results)
         else:
-            from pytest_dbgate.migrations import discover
-            from pytest_dbgate.steps import LintRun
+            from pytest_dbgate.core.run import LintRun
+            from pytest_dbgate.migrations.parse import discover
 
             migrations = discover(gate_config.migrations, gate_config.layout)
             gate = LintRun(gate_config, migrations, _progress(config), results)
@@ -158,7 +158,7 @@ def _progress(config: pytest.Config) -> Callable[[str], None]:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     gate = metafunc.config.stash.get(GATE_KEY, None)
     if gate is not None and gate.mode == "staging":
-        from pytest_dbgate.phases import parametrize
+        from pytest_dbgate.staging.phases import parametrize
 
         parametrize(metafunc)
 
@@ -186,9 +186,9 @@ class GateHooks:
     ) -> None:
         """Add the gate's items and put everything in runbook order, before selection (-k, -m,
         --lf) sees the list, so a selection keeps that order."""
-        from pytest_dbgate.items import build_items
-        from pytest_dbgate.phases import arrange, phase_of
-        from pytest_dbgate.report import belongs_to_gate
+        from pytest_dbgate.core.items import build_items
+        from pytest_dbgate.core.results import belongs_to_gate
+        from pytest_dbgate.staging.phases import arrange, phase_of
 
         generated = build_items(session, self.gate, self._checklist())
         self.generated = list(generated)
@@ -216,7 +216,7 @@ class GateHooks:
             return None
         from xdist.scheduler import LoadScopeScheduling
 
-        from pytest_dbgate.report import belongs_to_gate
+        from pytest_dbgate.core.results import belongs_to_gate
 
         class GateScheduling(LoadScopeScheduling):  # type: ignore[misc]
             def _split_scope(self, nodeid: str) -> str:
@@ -225,20 +225,20 @@ class GateHooks:
         return GateScheduling(config, log)
 
     def _checklist(self) -> list[Criterion[Any]]:
-        from pytest_dbgate.deploy import Deployment
-        from pytest_dbgate.gate import Gate
+        from pytest_dbgate.production.deployment import Deployment
+        from pytest_dbgate.staging.gate import Gate
 
         if self.gate.mode == "lint":
             from pytest_dbgate.criteria import lint_checklist
 
             return lint_checklist(self.gate)
         if isinstance(self.gate, Deployment):
-            from pytest_dbgate.production import production_checklist
+            from pytest_dbgate.production.checklist import production_checklist
 
             return production_checklist(self.gate)
         assert isinstance(self.gate, Gate)
         from pytest_dbgate.criteria import staging_checklist
-        from pytest_dbgate.gate import required_extensions
+        from pytest_dbgate.staging.gate import required_extensions
 
         return staging_checklist(self.gate, required_extensions(self.gate))
 
@@ -266,12 +266,12 @@ class GateHooks:
             selected = set(session.items)
             left_out = [item.nodeid for item in self.generated if item not in selected]
             if left_out:
-                from pytest_dbgate.exceptions import ConfigError
+                from pytest_dbgate.core.errors import ConfigError
 
                 raise pytest.UsageError(str(ConfigError.partial_deploy(left_out[:20])))
         self.gate.selected = set(session.items)
         if self.gate.mode == "staging" and session.items and not self.config.option.collectonly:
-            from pytest_dbgate.record import invalidate
+            from pytest_dbgate.core.record import invalidate
 
             # Until this run passes, the previous run's record no longer speaks for the release.
             if invalidate(self.gate.config.record):
@@ -293,7 +293,7 @@ class GateHooks:
                 f"dbgate: target: {cfg.production_url_setting}; gate record: "
                 f"{self._shown(cfg.record)}",
             ]
-        from pytest_dbgate.gate import Gate
+        from pytest_dbgate.staging.gate import Gate
 
         assert isinstance(self.gate, Gate)
         if cfg.embedded_source:
@@ -320,7 +320,7 @@ class GateHooks:
     def _layout(self) -> str:
         """`` (layout prisma, history _prisma_migrations)``: how the folder is read, and which
         table says what is applied."""
-        from pytest_dbgate.history import history_for
+        from pytest_dbgate.migrations.history import history_for
 
         layouts = {m.layout for m in self.gate.migrations}
         if len(layouts) != 1:
@@ -337,7 +337,7 @@ class GateHooks:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        from pytest_dbgate.report import classify
+        from pytest_dbgate.core.results import classify
 
         kind = classify(report.nodeid, list(report.user_properties))
         if kind is None:

@@ -1,0 +1,178 @@
+"""What a staging gate and a production deploy share: expensive steps done once, lazily.
+
+Each step (reach a server, dump and restore, check the gate record, apply migrations) is memoised
+with its result *or* its error. Every step has an owner, the generated item that reports it: when
+a step fails, its owner fails with the message, and the items that needed it are skipped with a
+pointer to the owner, or, when the owner was deselected, error out with the message themselves.
+So no selection of items can silently skip a failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, TypeVar
+
+import psycopg
+
+from pytest_dbgate.config import GateConfig
+from pytest_dbgate.core.errors import ConfigError, CriterionFailed, DbgateError, Figure
+from pytest_dbgate.lint.engine import Finding, lint
+from pytest_dbgate.migrations.parse import Migration, hold_backs, released_early
+from pytest_dbgate.pg.connections import Endpoint
+from pytest_dbgate.pg.servers import ServerIdentity
+
+if TYPE_CHECKING:
+    from pytest_dbgate.core.commands import CommandResult
+    from pytest_dbgate.core.results import Results
+    from pytest_dbgate.migrations.apply import Boundary
+    from pytest_dbgate.migrations.outcomes import Outcome
+    from pytest_dbgate.migrations.runner import Runner
+
+T = TypeVar("T")
+Conn = psycopg.Connection[tuple[object, ...]]
+Progress = Callable[[str], None]
+
+
+class Reporter(Protocol):
+    """The generated item that reports a step (identity matters, not the node id, which
+    pytest-xdist rewrites)."""
+
+    @property
+    def nodeid(self) -> str: ...
+
+
+def migration_step(migration: Migration) -> str:
+    return f"migration:{migration.id}"
+
+
+class StepFailed(Exception):
+    """A step failed; ``step`` is the one whose owner reports it (maybe an earlier one)."""
+
+    def __init__(self, step: str, message: str, figures: dict[str, Figure] | None = None) -> None:
+        super().__init__(message)
+        self.step = step
+        self.message = message
+        self.figures = dict(figures or {})
+
+
+@dataclass(frozen=True)
+class Database:
+    """A database the gate holds a session on."""
+
+    endpoint: Endpoint
+    conn: Conn
+    identity: ServerIdentity
+    embedded: bool
+
+    @property
+    def where(self) -> str:
+        return self.endpoint.display() + (" (embedded)" if self.embedded else "")
+
+
+class Run:
+    """One run of the plugin in a mode: its configuration, migrations and memoised steps."""
+
+    mode = ""
+    lints = False  # whether the run checks the migrations against the lint rules
+
+    def __init__(
+        self,
+        config: GateConfig,
+        migrations: list[Migration],
+        progress: Progress,
+        results: Results,
+    ) -> None:
+        self.config = config
+        self.migrations = migrations
+        self.progress = progress
+        self.results = results
+        self.owners: dict[str, Reporter] = {}
+        self.selected: set[Reporter] = set()
+        self._stack = ExitStack()
+        self._memo: dict[str, object] = {}
+        # Read when the run opens: an unknown name in dbgate_holdbacks, or a hold-back shorter
+        # than its file's, is bad input.
+        self.hold_backs = hold_backs(migrations, config.holdbacks)
+        if config.release_early and config.mode != "production":
+            raise ConfigError.release_early_outside_production()
+        self.release_early = released_early(migrations, config.release_early, self.hold_backs)
+        # Told at each point of applying a migration (pytest_dbgate_boundary); set by the plugin.
+        self.boundary: Boundary | None = None
+        # The lint's findings, read when the run opens: a bad ignore directive is bad input.
+        self.findings: dict[str, list[Finding]] = lint(migrations) if self.lints else {}
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def rel(self, migration: Migration) -> str:
+        """A migration's path as the user knows it: relative to the project root."""
+        try:
+            return str(migration.path.relative_to(self.config.rootdir))
+        except ValueError:
+            return str(migration.path)
+
+    # -- ownership ---------------------------------------------------------------------------
+
+    def owner(self, step: str) -> Reporter | None:
+        return self.owners.get(step)
+
+    def reported_elsewhere(self, step: str, item: Reporter) -> bool:
+        owner = self.owners.get(step)
+        return owner is not None and owner is not item and owner in self.selected
+
+    # -- steps -------------------------------------------------------------------------------
+
+    def _once(self, step: str, work: Callable[[], T]) -> T:
+        if step not in self._memo:
+            try:
+                self._memo[step] = work()
+            except StepFailed as failed:
+                self._memo[step] = failed
+            except CriterionFailed as failed:
+                self._memo[step] = StepFailed(step, failed.message, failed.figures)
+            except DbgateError as error:
+                self._memo[step] = StepFailed(step, str(error))
+        value = self._memo[step]
+        if isinstance(value, StepFailed):
+            raise value
+        return value  # type: ignore[return-value]
+
+    def steps(self) -> dict[str, Callable[[], object]]:
+        """The named steps items may require."""
+        raise NotImplementedError
+
+    def require(self, step: str) -> object:
+        """Run (or recall) a named step; raises :class:`StepFailed`."""
+        return self.steps()[step]()
+
+    # -- what the shared criteria read -------------------------------------------------------
+
+    def runner(self) -> Runner:
+        """The step that applies the migrations (after whatever must come first)."""
+        raise NotImplementedError
+
+    def outcome(self, index: int) -> Outcome:
+        return self.runner().outcome(index)
+
+    def outcomes(self) -> list[Outcome]:
+        return self.runner().apply_all()
+
+    def migrated(self) -> CommandResult | None:
+        """Every migration applied (or held back), then the post-migrate command."""
+        raise NotImplementedError
+
+    def target_connection(self, purpose: str = "check") -> Conn:
+        """A session on the database the migrations were applied to, closed with the run."""
+        raise NotImplementedError
+
+
+class LintRun(Run):
+    """``--dbgate=lint``: the static rules only, no database."""
+
+    mode = "lint"
+    lints = True
+
+    def steps(self) -> dict[str, Callable[[], object]]:
+        return {}

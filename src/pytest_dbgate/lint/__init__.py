@@ -1,0 +1,1 @@
+"""Static rules over the migrations' syntax trees."""

@@ -1,0 +1,1 @@
+"""Migration files read, parsed and applied exactly once; the tools' own history tables."""

@@ -1,0 +1,398 @@
+"""Migration files: found in version order, parsed by PostgreSQL's own parser, checksummed.
+
+Parsing happens up front, before any database is touched, so a file that does not parse stops
+the run with its line number and nothing half-applied. The syntax tree also tells which files
+must run statement by statement: PostgreSQL refuses ``CREATE INDEX CONCURRENTLY`` and kin inside
+a transaction block, and a file with its own ``BEGIN``/``COMMIT`` manages its transactions itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import cached_property
+from pathlib import Path
+
+from pglast import ast, parse_sql
+from pglast.enums import AlterTableType, ConstrType, ObjectType, ReindexObjectType
+from pglast.parser import ParseError
+
+from pytest_dbgate.config import parse_period
+from pytest_dbgate.core.errors import ConfigError
+from pytest_dbgate.migrations.commits import (
+    Control,
+    Recheck,
+    Session,
+    chained,
+    commits_itself,
+    recheck,
+    session_effect,
+    transaction_control,
+)
+from pytest_dbgate.migrations.layouts import Source, find
+
+# `-- dbgate: …`, however it is spelt (`-- DBGATE : hold-back 7d`): a directive must never be
+# missed for a typo; one that does not parse is an error. Block comments cannot hold one.
+DIRECTIVE = re.compile(r"^\s*--\s*dbgate\s*:\s*(?P<body>.*?)\s*$", re.MULTILINE | re.IGNORECASE)
+# CREATE/ALTER ROLE … PASSWORD '…' (and ENCRYPTED PASSWORD): never shown in a message.
+PASSWORD = re.compile(r"(?P<keyword>\bPASSWORD\s+)'(?:[^']|'')*'", re.IGNORECASE)
+BLOCK_DIRECTIVE = re.compile(r"/\*\s*dbgate\s*:", re.IGNORECASE)
+KNOWN_DIRECTIVES = ("no-transaction", "hold-back <N>d|h|w", "ignore <lint rule> <reason>")
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One SQL statement of a migration, with where it starts in the file."""
+
+    text: str
+    line: int
+    node: str
+    autocommit_reason: str | None
+    extension: str | None = None
+    concurrent_index: str | None = None
+    lock_fix: str | None = None
+    digest: str = ""  # SHA-256 of the text as it is sent: what the record and the journal bind
+    control: Control | None = None  # BEGIN, COMMIT …: the file manages its own transactions
+    chain: bool = False  # COMMIT AND CHAIN: the file's block goes on
+    session: Session | None = None  # SET (replayed on resume), RESET ALL (gate settings back)
+    commits_itself: bool = False  # a DO block that COMMITs, a CALL: part may be applied
+    recheck: Recheck | None = None  # how the catalog settles its outcome after a crash
+    # PostgreSQL's parse tree of the statement, so the linter and the lock watch need not parse
+    # it again.
+    tree: ast.Node | None = field(default=None, compare=False, repr=False)
+
+    def line_of(self, position: int) -> int:
+        """File line of a 1-based character ``position`` inside this statement."""
+        return self.line + self.text.count("\n", 0, max(position - 1, 0))
+
+    @property
+    def alone(self) -> bool:
+        """Whether it must run outside any transaction block, so it commits on its own."""
+        return self.control is None and (self.autocommit_reason is not None or self.commits_itself)
+
+    @property
+    def short_digest(self) -> str:
+        """The first 16 hex digits of the digest: what the gate record keeps per statement."""
+        return self.digest[:16]
+
+    def excerpt(self, width: int = 160) -> str:
+        """The statement on one line, shortened, its passwords masked: what messages show."""
+        flat = PASSWORD.sub(r"\g<keyword>'***'", " ".join(self.text.split()))
+        return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One migration file of the release."""
+
+    version: str
+    name: str
+    path: Path
+    checksum: str
+    statements: tuple[Statement, ...]
+    no_transaction: bool
+    hold_back: timedelta | None
+    layout: str = "flat"  # how the folder was read: which part of the file is the migration
+
+    @property
+    def id(self) -> str:
+        return f"{self.version}_{self.name}"
+
+    @property
+    def transactional(self) -> bool:
+        return self.autocommit_reason is None
+
+    @cached_property
+    def autocommit_reason(self) -> str | None:
+        """Why the file runs statement by statement, or ``None`` when it runs in one transaction.
+        Kept once found: the runner asks for every statement of files of 20,000 statements."""
+        if self.no_transaction:
+            return "the file says `-- dbgate: no-transaction`"
+        for statement in self.statements:
+            if statement.autocommit_reason:
+                return f"{statement.autocommit_reason} (line {statement.line})"
+        return None
+
+    @property
+    def transaction_mode(self) -> str:
+        """``single`` (one transaction) or ``per statement``: how every run applies it."""
+        return "single" if self.transactional else "per statement"
+
+    @property
+    def extensions(self) -> tuple[str, ...]:
+        """Extensions the migration creates: the release needs them on every server."""
+        return tuple(s.extension for s in self.statements if s.extension)
+
+
+def discover(folder: Path, layout: str = "auto") -> list[Migration]:
+    """Every migration in ``folder``, in version order, parsed; ``ConfigError`` on bad input."""
+    chosen, sources = find(folder, layout)
+    return [parse_migration(source, chosen) for source in sources]
+
+
+def parse_migration(source: Source, layout: str = "flat") -> Migration:
+    raw = source.path.read_bytes()
+    no_transaction, hold_back = _directives(source.path, source.header or source.text)
+    return Migration(
+        version=source.version,
+        name=source.name,
+        path=source.path,
+        checksum=hashlib.sha256(raw).hexdigest(),
+        statements=tuple(split_statements(source.path, source.text)),
+        no_transaction=no_transaction or source.no_transaction,
+        hold_back=hold_back,
+        layout=layout,
+    )
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One statement of a SQL file as the parser cut it: tree, text, where it starts."""
+
+    node: ast.Node
+    body: str
+    line: int
+    start: int
+
+
+def chunks(
+    path: Path, text: str, malformed: Callable[[Path, int, str], ConfigError]
+) -> list[Chunk]:
+    """A SQL file's statements as PostgreSQL's parser sees them (dollar quoting, comments and
+    all); ``malformed`` makes the error for a file that does not parse, with its line."""
+    try:
+        raw_statements = parse_sql(text)
+    except ParseError as exc:
+        message, index = (*exc.args, 0)[:2]
+        line = text.count("\n", 0, int(index)) + 1
+        raise malformed(path, line, str(message)) from None
+    found: list[Chunk] = []
+    # Lines are counted on from the previous statement, never from the top of the file: a file
+    # of 20,000 statements is read in linear time.
+    counted, line = 0, 1
+    for raw in raw_statements:
+        start = raw.stmt_location or 0
+        end = start + raw.stmt_len if raw.stmt_len else len(text)
+        piece = text[start:end]
+        begins = start + len(piece) - len(piece.lstrip())
+        line += text.count("\n", counted, begins)
+        counted = begins
+        assert raw.stmt is not None  # the parser gives every raw statement a node
+        found.append(Chunk(raw.stmt, piece.strip().rstrip(";").strip(), line, start))
+    return found
+
+
+def split_statements(path: Path, text: str) -> list[Statement]:
+    """A migration's statements, with what the runner and the lock watch need to know."""
+    statements: list[Statement] = []
+    for chunk in chunks(path, text, ConfigError.malformed_migration):
+        node, body, line = chunk.node, chunk.body, chunk.line
+        statements.append(
+            Statement(
+                text=body,
+                line=line,
+                node=type(node).__name__,
+                autocommit_reason=_autocommit_reason(node),
+                extension=node.extname if isinstance(node, ast.CreateExtensionStmt) else None,
+                concurrent_index=(
+                    node.idxname or "(unnamed)"
+                    if isinstance(node, ast.IndexStmt) and node.concurrent
+                    else None
+                ),
+                lock_fix=lock_fix(node),
+                digest=hashlib.sha256(body.encode()).hexdigest(),
+                control=transaction_control(node),
+                chain=chained(node),
+                session=session_effect(node),
+                commits_itself=commits_itself(node),
+                recheck=recheck(node),
+                tree=node,
+            )
+        )
+    if not statements:
+        raise ConfigError.empty_migration(path)
+    return statements
+
+
+def _autocommit_reason(node: ast.Node) -> str | None:
+    """Why PostgreSQL would refuse this statement inside a transaction block, if it would."""
+    if isinstance(node, ast.IndexStmt) and node.concurrent:
+        return "CREATE INDEX CONCURRENTLY cannot run inside a transaction"
+    if isinstance(node, ast.DropStmt) and node.concurrent:
+        return "DROP INDEX CONCURRENTLY cannot run inside a transaction"
+    if isinstance(node, ast.ReindexStmt):
+        params = node.params or ()
+        if any(getattr(p, "defname", None) == "concurrently" for p in params):
+            return "REINDEX … CONCURRENTLY cannot run inside a transaction"
+        if node.kind in (
+            ReindexObjectType.REINDEX_OBJECT_SCHEMA,
+            ReindexObjectType.REINDEX_OBJECT_SYSTEM,
+            ReindexObjectType.REINDEX_OBJECT_DATABASE,
+        ):
+            return "REINDEX SCHEMA/DATABASE/SYSTEM cannot run inside a transaction"
+    if isinstance(node, ast.VacuumStmt) and node.is_vacuumcmd:
+        return "VACUUM cannot run inside a transaction"
+    if isinstance(node, ast.ClusterStmt) and node.relation is None:
+        return "CLUSTER without a table cannot run inside a transaction"
+    if isinstance(node, ast.CreatedbStmt | ast.DropdbStmt):
+        return "CREATE/DROP DATABASE cannot run inside a transaction"
+    if isinstance(node, ast.CreateTableSpaceStmt | ast.DropTableSpaceStmt):
+        return "CREATE/DROP TABLESPACE cannot run inside a transaction"
+    if isinstance(node, ast.AlterSystemStmt):
+        return "ALTER SYSTEM cannot run inside a transaction"
+    if isinstance(node, ast.TransactionStmt):
+        return "the file manages its own transactions (BEGIN/COMMIT)"
+    if isinstance(node, ast.AlterTableStmt):
+        for cmd in node.cmds or ():
+            if (
+                isinstance(cmd, ast.AlterTableCmd)
+                and cmd.subtype == AlterTableType.AT_DetachPartition
+                and isinstance(cmd.def_, ast.PartitionCmd)
+                and cmd.def_.concurrent
+            ):
+                return "DETACH PARTITION CONCURRENTLY cannot run inside a transaction"
+    if isinstance(node, ast.DropStmt) and node.removeType == ObjectType.OBJECT_DATABASE:
+        return "DROP DATABASE cannot run inside a transaction"
+    return None
+
+
+BATCHES = (
+    "do it in batches, each committed on its own (`-- dbgate: no-transaction` and a DO loop "
+    "that COMMITs), so no row or table stays locked for long"
+)
+
+
+def lock_fix(node: ast.Node) -> str | None:
+    """The safe way to do what a statement does, when it holds a strong lock for long."""
+    if isinstance(node, ast.IndexStmt) and not node.concurrent:
+        return "build the index CONCURRENTLY (CREATE INDEX CONCURRENTLY, in a file of its own)"
+    if isinstance(node, ast.ReindexStmt):
+        return "REINDEX … CONCURRENTLY"
+    if isinstance(node, ast.DropStmt) and node.removeType == ObjectType.OBJECT_INDEX:
+        return "DROP INDEX CONCURRENTLY"
+    if isinstance(node, ast.UpdateStmt | ast.DeleteStmt):
+        return BATCHES
+    if not isinstance(node, ast.AlterTableStmt):
+        return None
+    for cmd in node.cmds or ():
+        if not isinstance(cmd, ast.AlterTableCmd):
+            continue
+        definition = cmd.def_
+        if cmd.subtype == AlterTableType.AT_AddConstraint and isinstance(
+            definition, ast.Constraint
+        ):
+            if definition.contype == ConstrType.CONSTR_FOREIGN and not definition.skip_validation:
+                return (
+                    "add the FK NOT VALID, then VALIDATE CONSTRAINT in a later migration (SHARE "
+                    "UPDATE EXCLUSIVE: reads and writes go on)"
+                )
+            if definition.contype == ConstrType.CONSTR_CHECK and not definition.skip_validation:
+                return "add the CHECK NOT VALID, then VALIDATE CONSTRAINT in a later migration"
+            if (
+                definition.contype in (ConstrType.CONSTR_UNIQUE, ConstrType.CONSTR_PRIMARY)
+                and not definition.indexname
+            ):
+                return "build a unique index CONCURRENTLY first, then ADD CONSTRAINT … USING INDEX"
+        if cmd.subtype == AlterTableType.AT_AddColumn and isinstance(definition, ast.ColumnDef):
+            kinds = {getattr(c, "contype", None) for c in definition.constraints or ()}
+            if ConstrType.CONSTR_DEFAULT in kinds or ConstrType.CONSTR_GENERATED in kinds:
+                return (
+                    "add the column without a volatile default (nullable, no default), backfill "
+                    "it in batches, then SET DEFAULT: a volatile default rewrites the table"
+                )
+            if ConstrType.CONSTR_IDENTITY in kinds:
+                return "add the column without identity; a new identity column rewrites the table"
+        if cmd.subtype == AlterTableType.AT_AlterColumnType:
+            return (
+                "change the type without a rewrite: add a new column, backfill it in batches, "
+                "switch the application, drop the old one later"
+            )
+        if cmd.subtype == AlterTableType.AT_SetNotNull:
+            return (
+                "add CHECK (column IS NOT NULL) NOT VALID, VALIDATE it, then SET NOT NULL (which "
+                "then skips the scan)"
+            )
+    return None
+
+
+def hold_backs(
+    migrations: list[Migration], configured: tuple[tuple[str, timedelta], ...]
+) -> dict[str, timedelta]:
+    """Each held-back migration's period, by version: the files' directives, then the
+    configuration (``dbgate_holdbacks``), which names a migration by version, name or file and
+    may add a hold-back or lengthen one, never shorten one: a file's ``-- dbgate: hold-back``
+    is what its author decided the release needs."""
+    found = {m.version: m.hold_back for m in migrations if m.hold_back is not None}
+    for key, period in configured:
+        migration = _named(migrations, key, "dbgate_holdbacks")
+        own = migration.hold_back
+        if own is not None and period < own:
+            raise ConfigError.holdback_shortened(key, migration.id, own, period)
+        found[migration.version] = max(period, found.get(migration.version, period))
+    return found
+
+
+def released_early(
+    migrations: list[Migration], names: tuple[str, ...], held: dict[str, timedelta]
+) -> frozenset[str]:
+    """The versions ``--dbgate-release-early`` names; each must be a held-back migration."""
+    versions = set()
+    for key in names:
+        migration = _named(migrations, key, "--dbgate-release-early")
+        if migration.version not in held:
+            raise ConfigError.not_held_back(key, migration.id)
+        versions.add(migration.version)
+    return frozenset(versions)
+
+
+def _named(migrations: list[Migration], key: str, option: str) -> Migration:
+    named = [m for m in migrations if key in (m.version, m.name, m.id, m.path.name)]
+    if not named:
+        raise ConfigError.unknown_migration(option, key, [m.id for m in migrations])
+    return named[0]
+
+
+def _directives(path: Path, text: str) -> tuple[bool, timedelta | None]:
+    no_transaction = False
+    hold_back: timedelta | None = None
+    block = BLOCK_DIRECTIVE.search(text)
+    if block is not None:
+        line = text.count("\n", 0, block.start()) + 1
+        raise ConfigError.bad_directive(
+            path,
+            line,
+            text[block.start() : text.find("\n", block.start())].strip(),
+            ("the same, as a line comment: -- dbgate: …", *KNOWN_DIRECTIVES),
+        )
+    for match in DIRECTIVE.finditer(text):
+        body = " ".join(match.group("body").split())
+        keyword, _, rest = body.partition(" ")
+        body = " ".join(filter(None, (keyword.lower(), rest)))
+        line = text.count("\n", 0, match.start()) + 1
+        if body == "no-transaction":
+            no_transaction = True
+            continue
+        if body.startswith("ignore"):
+            continue  # a lint rule's exception: checked by the linter, which knows the rules
+        if body.startswith("hold-back "):
+            hold_back = parse_period(body.removeprefix("hold-back "))
+            if hold_back:  # a period, and not zero: "hold-back 0d" holds nothing back
+                continue
+        raise ConfigError.bad_directive(path, line, match.group(0).strip(), KNOWN_DIRECTIVES)
+    return no_transaction, hold_back
+
+
+def extensions_in(sql_text: str) -> list[str]:
+    """Extension names a chunk of SQL creates (``CREATE EXTENSION``), parsed, not grepped."""
+    try:
+        statements = parse_sql(sql_text)
+    except ParseError:
+        return []
+    return [
+        raw.stmt.extname
+        for raw in statements
+        if isinstance(raw.stmt, ast.CreateExtensionStmt) and raw.stmt.extname
+    ]

@@ -1,0 +1,1 @@
+"""The lock watch: what each migration holds, and how long simulated traffic waits for it."""

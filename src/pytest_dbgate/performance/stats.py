@@ -1,0 +1,233 @@
+"""The project's test queries as pg_stat_statements saw them, and query plans.
+
+A *window* is the span of a phase whose queries are measured: counters are read at its start and
+end and subtracted, for the staging database only, which measures exactly the queries run in
+between without needing the privilege to reset the view. Queries are matched before/after by
+normalised text, since query ids change when a table is recreated and differ between servers.
+The verdicts are :mod:`pytest_dbgate.performance.verdicts`'; the workload is timed by
+:mod:`pytest_dbgate.performance.timing`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import psycopg
+import sqlparse
+from psycopg import sql
+from psycopg.rows import class_row
+
+Conn = psycopg.Connection[tuple[object, ...]]
+
+MARKER = "/* dbgate */"
+SNAPSHOT_QUERY = f"""
+SELECT {MARKER} s.userid, s.queryid, s.query, s.calls, s.total_exec_time, s.mean_exec_time,
+       s.stddev_exec_time, s.rows, s.shared_blks_hit, s.shared_blks_read
+FROM pg_stat_statements s
+WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND s.toplevel
+"""
+DATA_QUERY = re.compile(r"^\s*(select|insert|update|delete|with|values|table|merge)\b")
+PARAM = re.compile(r"\$(\d+)")
+
+
+def normalise(text: str) -> str:
+    """Comparable text: comments gone, whitespace folded, lower case."""
+    stripped = sqlparse.format(text, strip_comments=True, strip_whitespace=True)
+    return " ".join(stripped.split()).lower().rstrip(";").strip()
+
+
+def is_application_query(text: str) -> bool:
+    """A data query someone other than the gate ran (not the gate's own bookkeeping)."""
+    lowered = text.lower()
+    return (
+        bool(DATA_QUERY.match(lowered))
+        and MARKER not in text
+        and "pg_stat_statements" not in lowered
+    )
+
+
+@dataclass(frozen=True)
+class Counter:
+    """pg_stat_statements' cumulative counters for one entry."""
+
+    text: str
+    calls: int
+    total_ms: float
+    sumsq_ms: float
+    rows: int
+    hit: int
+    read: int
+
+    def minus(self, earlier: Counter | None) -> Counter:
+        # Fewer calls than at the start: pg_stat_statements deallocated the entry (it keeps
+        # pg_stat_statements.max of them) and made it anew during the window; what it holds now
+        # is what ran since.
+        if earlier is None or self.calls < earlier.calls:
+            return self
+        return Counter(
+            self.text,
+            self.calls - earlier.calls,
+            self.total_ms - earlier.total_ms,
+            self.sumsq_ms - earlier.sumsq_ms,
+            self.rows - earlier.rows,
+            self.hit - earlier.hit,
+            self.read - earlier.read,
+        )
+
+    def plus(self, other: Counter) -> Counter:
+        return Counter(
+            self.text,
+            self.calls + other.calls,
+            self.total_ms + other.total_ms,
+            self.sumsq_ms + other.sumsq_ms,
+            self.rows + other.rows,
+            self.hit + other.hit,
+            self.read + other.read,
+        )
+
+
+Snapshot = dict[tuple[int, int], Counter]
+
+
+def read_counters(conn: Conn) -> Snapshot:
+    """The staging database's pg_stat_statements entries, by (user, query id)."""
+    counters: Snapshot = {}
+    with conn.cursor(row_factory=class_row(_Entry)) as cur:
+        for e in cur.execute(SNAPSHOT_QUERY):
+            counters[(e.userid, e.queryid)] = Counter(
+                text=e.query,
+                calls=e.calls,
+                total_ms=e.total_exec_time,
+                sumsq_ms=(e.stddev_exec_time**2 + e.mean_exec_time**2) * e.calls,
+                rows=e.rows,
+                hit=e.shared_blks_hit,
+                read=e.shared_blks_read,
+            )
+    return counters
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """A row of :data:`SNAPSHOT_QUERY`."""
+
+    userid: int
+    queryid: int
+    query: str
+    calls: int
+    total_exec_time: float
+    mean_exec_time: float
+    stddev_exec_time: float
+    rows: int
+    shared_blks_hit: int
+    shared_blks_read: int
+
+
+@dataclass(frozen=True)
+class QueryStats:
+    """What one query did during one window."""
+
+    text: str
+    calls: int
+    mean_ms: float
+    stddev_ms: float
+    rows_per_call: float
+    blocks_hit_per_call: float
+    blocks_read_per_call: float
+
+    @property
+    def blocks_per_call(self) -> float:
+        return self.blocks_hit_per_call + self.blocks_read_per_call
+
+    @classmethod
+    def of(cls, counter: Counter) -> QueryStats:
+        n = max(counter.calls, 1)
+        mean = counter.total_ms / n
+        variance = max(counter.sumsq_ms / n - mean**2, 0.0)
+        return cls(
+            text=counter.text,
+            calls=counter.calls,
+            mean_ms=mean,
+            stddev_ms=math.sqrt(variance),
+            rows_per_call=counter.rows / n,
+            blocks_hit_per_call=counter.hit / n,
+            blocks_read_per_call=counter.read / n,
+        )
+
+
+def window(start: Snapshot, end: Snapshot) -> dict[str, QueryStats]:
+    """Application queries run between two snapshots, merged by normalised text."""
+    merged: dict[str, Counter] = {}
+    for key, counter in end.items():
+        delta = counter.minus(start.get(key))
+        if delta.calls <= 0 or not is_application_query(delta.text):
+            continue
+        text = normalise(delta.text)
+        merged[text] = merged[text].plus(delta) if text in merged else delta
+    return {text: QueryStats.of(counter) for text, counter in merged.items()}
+
+
+# -- plans ---------------------------------------------------------------------------------
+
+
+def plan_nodes(plan: Mapping[str, object]) -> list[str]:
+    """The scans of a JSON plan, readable: ``Index Scan using recipes_pkey on recipes``."""
+    found: list[str] = []
+    node_type = str(plan.get("Node Type", ""))
+    index = plan.get("Index Name")
+    relation = plan.get("Relation Name")
+    if index or relation:
+        text = node_type
+        if index:
+            text += f" using {index}"
+        if relation:
+            text += f" on {relation}"
+        found.append(text)
+    children = plan.get("Plans") or []
+    assert isinstance(children, list)
+    for child in children:
+        found.extend(plan_nodes(child))
+    return found
+
+
+def explain(conn: Conn, text: str) -> list[str] | None:
+    """The scans of a query's plan: with literal parameters as written, or, for a normalised
+    query with ``$n`` placeholders, its generic plan. ``None`` when it cannot be planned."""
+    count = max((int(n) for n in PARAM.findall(text)), default=0)
+    try:
+        with conn.transaction(force_rollback=True):
+            if count == 0:
+                row = conn.execute(
+                    sql.SQL("EXPLAIN (FORMAT JSON) {}").format(sql.SQL(text))
+                ).fetchone()
+            else:
+                conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+                conn.execute(sql.SQL("PREPARE dbgate_plan AS {}").format(sql.SQL(text)))
+                try:
+                    nulls = sql.SQL(", ").join([sql.NULL] * count)
+                    row = conn.execute(
+                        sql.SQL("EXPLAIN (FORMAT JSON) EXECUTE dbgate_plan({})").format(nulls)
+                    ).fetchone()
+                finally:
+                    conn.execute("DEALLOCATE dbgate_plan")
+    except psycopg.Error:
+        return None
+    if row is None:
+        return None
+    document = row[0]
+    if isinstance(document, str):
+        document = json.loads(document)
+    return plan_nodes(document[0]["Plan"])  # type: ignore[index]
+
+
+def plan_change(before: list[str] | None, after: list[str] | None) -> str:
+    """``Index Scan using recipes_title_trgm on recipes → Seq Scan on recipes``, or ``""``."""
+    if before is None or after is None or sorted(before) == sorted(after):
+        return ""
+    gone = [n for n in dict.fromkeys(before) if n not in after]
+    new = [n for n in dict.fromkeys(after) if n not in before]
+    return f"{', '.join(gone) or '(same scans)'} → {', '.join(new) or '(same scans)'}"

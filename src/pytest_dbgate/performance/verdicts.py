@@ -1,0 +1,343 @@
+"""The performance verdict: is a query slower after the migrations, and why.
+
+Time is the criterion. A query regressed when both hold:
+
+1. its execution time grew by more than the allowed regression (default 20 %) *with confidence*:
+   the one-sided 95 % lower bound of the after/before ratio
+   (:mod:`pytest_dbgate.performance.confidence`)
+   is above ``1 + max_regression``;
+2. the median time grew by more than the floor (default 0.1 ms): below it the difference is too
+   small to matter to an application, whatever the ratio.
+
+What the query did is the explanation, never a precondition: a plan change ("Index Scan using
+x → Seq Scan on t") points at a dropped or unusable index; the same plan with the same blocks
+means the time went to CPU (a trigger, a function, a cast, JIT), and the breakdown of one timed
+run says where. The project's own test queries are judged from pg_stat_statements' means when
+they ran often enough on both sides; otherwise they are reported, not judged.
+"""
+
+from __future__ import annotations
+
+import enum
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from pytest_dbgate.performance.confidence import (
+    Ratio,
+    from_summaries,
+    independent,
+    paired,
+)
+from pytest_dbgate.performance.sidebyside import Measured
+from pytest_dbgate.performance.stats import QueryStats, plan_change
+from pytest_dbgate.performance.timing import Breakdown, Run
+
+CPU = "same plan, same blocks: slower per call (CPU: triggers, functions, casts)"
+# A test query needs this many calls on each side for its mean to be judged.
+MIN_TEST_CALLS = 5
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    max_regression: float
+    floor_ms: float
+
+    def describe(self) -> str:
+        return (
+            f"more than {self.max_regression * 100:.0f} % slower with 95 % confidence and by "
+            f"more than {self.floor_ms:g} ms"
+        )
+
+
+class Verdict(enum.Enum):
+    OK = "ok"
+    REGRESSED = "REGRESSED"
+    NOT_JUDGED = "not judged"
+    FAILS_AFTER = "fails after"
+    FAILS_BEFORE = "fails before"
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One side of a comparison, summarised."""
+
+    ms: float  # median of the runs, or pg_stat_statements' mean for a test query
+    runs: int
+    blocks: float | None  # shared blocks per run
+    plan: list[str] | None
+
+
+@dataclass
+class Comparison:
+    """One query, before and after, and the verdict."""
+
+    key: str
+    label: str
+    source: str  # "workload" or "tests"
+    sql: str
+    before: Summary | None
+    after: Summary | None
+    verdict: Verdict
+    reason: str
+    method: str = ""
+    ratio: Ratio | None = None
+    seconds: float = 0.0
+    # Where the time of one run went on each side: filled in for a regressed query.
+    breakdown: tuple[Breakdown | None, Breakdown | None] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def regressed(self) -> bool:
+        return self.verdict is Verdict.REGRESSED
+
+    @property
+    def failed(self) -> bool:
+        return self.verdict in (Verdict.REGRESSED, Verdict.FAILS_AFTER)
+
+    @property
+    def plan_diff(self) -> str:
+        if self.before is None or self.after is None:
+            return ""
+        return plan_change(self.before.plan, self.after.plan)
+
+    @property
+    def change(self) -> float | None:
+        if self.before is None or self.after is None or self.before.ms <= 0:
+            return None
+        return self.after.ms / self.before.ms - 1
+
+    def explanation(self) -> str:
+        """Why it is slower, in one line: the plan change, or where the CPU went."""
+        if self.plan_diff:
+            return f"plan: {self.plan_diff}"
+        work = _blocks(self.before, self.after)
+        if work and not _same_work(self.before, self.after):
+            return f"same plan, more work: {work}"
+        return CPU
+
+    def cpu_lines(self) -> list[str]:
+        """Triggers, functions and JIT that took more time after, from the breakdown runs."""
+        if self.breakdown is None:
+            return []
+        before, after = self.breakdown
+        lines = []
+        if after is not None:
+            for name, ms in sorted(after.triggers.items(), key=lambda kv: -kv[1]):
+                was = before.triggers.get(name) if before is not None else None
+                lines.append(f"trigger {name}: {_was(was)}{ms:.3f} ms per run")
+            for name, ms in sorted(after.functions.items(), key=lambda kv: -kv[1]):
+                was = before.functions.get(name) if before is not None else None
+                lines.append(f"function {name}: {_was(was)}{ms:.3f} ms per run")
+            if after.jit_ms:
+                was = before.jit_ms if before is not None else None
+                lines.append(f"JIT compilation: {_was(was)}{after.jit_ms:.3f} ms per run")
+        return lines[:6]
+
+    def figures(self) -> dict[str, str | int | float]:
+        out: dict[str, str | int | float] = {"query": " ".join(self.sql.split())[:300]}
+        for name, side in (("before", self.before), ("after", self.after)):
+            if side is not None:
+                out[f"{name}_ms"] = round(side.ms, 4)
+                out[f"{name}_runs"] = side.runs
+                if side.blocks is not None:
+                    out[f"{name}_blocks_per_call"] = round(side.blocks, 2)
+        if self.ratio is not None:
+            out["ratio"] = round(self.ratio.estimate, 4)
+            out["ratio_lower_bound"] = round(self.ratio.lower, 4)
+        if self.method:
+            out["method"] = self.method
+        if self.seconds:
+            out["seconds"] = round(self.seconds, 3)
+        if self.plan_diff:
+            out["plan_change"] = self.plan_diff
+        out["verdict"] = self.verdict.value
+        out["summary"] = self.reason
+        return out
+
+
+def _was(value: float | None) -> str:
+    return f"{value:.3f} → " if value is not None else "new, "
+
+
+def _blocks(before: Summary | None, after: Summary | None) -> str:
+    if before is None or after is None or before.blocks is None or after.blocks is None:
+        return ""
+    return f"{before.blocks:.0f} → {after.blocks:.0f} blocks per call"
+
+
+def _same_work(before: Summary | None, after: Summary | None) -> bool:
+    """Blocks within the allowance of each other (or one block): bloat-level, not new work."""
+    if before is None or after is None or before.blocks is None or after.blocks is None:
+        return True
+    return after.blocks - before.blocks < 1 or after.blocks <= before.blocks * 1.2
+
+
+def _summarise(runs: Sequence[Run]) -> Summary | None:
+    """Medians of one side's runs; the plan of its last (the plans of a side agree)."""
+    if not runs:
+        return None
+    return Summary(
+        statistics.median(r.ms for r in runs),
+        len(runs),
+        statistics.median(r.blocks for r in runs),
+        list(runs[-1].plan),
+    )
+
+
+def judge_workload(
+    measured: Measured,
+    before_alone: Measured | None,
+    limits: Thresholds,
+) -> Comparison:
+    """A workload query measured side by side (``measured`` has both sides), or one phase after
+    the other (``before_alone`` has the before phase's runs)."""
+    query = measured.query
+    before_runs = before_alone.before if before_alone is not None else measured.before
+    key = f"workload:{query.label}"
+    seconds = measured.seconds + (before_alone.seconds if before_alone is not None else 0.0)
+
+    def comparison(verdict: Verdict, reason: str, **extra: object) -> Comparison:
+        before, after = _summarise(before_runs), _summarise(measured.after)
+        return Comparison(
+            key,
+            query.label,
+            "workload",
+            query.sql,
+            before,
+            after,
+            verdict,
+            reason,
+            seconds=seconds,
+            **extra,  # type: ignore[arg-type]
+        )
+
+    for failure in (
+        before_alone.failure if before_alone is not None else None,
+        measured.failure,
+    ):
+        if failure is None:
+            continue
+        if failure.side == "after":
+            return comparison(
+                Verdict.FAILS_AFTER,
+                f"fails after the migrations: {failure.message}\n  what to do: the release "
+                "breaks a query the application runs: fix the migration (or, if the application "
+                "changes with it, the workload file)",
+            )
+        return comparison(
+            Verdict.FAILS_BEFORE,
+            f"fails on the un-migrated schema: {failure.message}\n  what to do: fix the "
+            "query in the workload file; a workload query must run on the schema before and "
+            "after the release",
+        )
+    too_slow = measured.too_slow or (before_alone.too_slow if before_alone else None)
+    if too_slow is not None:
+        return comparison(Verdict.NOT_JUDGED, f"not measured within the budget: {too_slow}")
+    a = [r.ms for r in before_runs]
+    b = [r.ms for r in measured.after]
+    if before_alone is None:
+        ratio, method = paired(a, b), "side by side"
+    else:
+        ratio, method = independent(a, b), "one phase after the other"
+    result = comparison(Verdict.OK, "", ratio=ratio, method=method)
+    assert result.before is not None and result.after is not None
+    rounds = f"{len(b)} rounds {method}"
+    timing = (
+        f"{result.before.ms:.3f} → {result.after.ms:.3f} ms ({ratio.percent()}, "
+        f"at least {ratio.percent(ratio.lower)} with 95 % confidence; {rounds})"
+    )
+    return _settle(result, timing, limits)
+
+
+def judge_tests(
+    text: str,
+    before: QueryStats | None,
+    after: QueryStats | None,
+    plans: tuple[list[str] | None, list[str] | None],
+    limits: Thresholds,
+) -> Comparison:
+    """A query the project's tests ran, from pg_stat_statements' windows."""
+    sides = [
+        Summary(s.mean_ms, s.calls, s.blocks_per_call, plan) if s is not None else None
+        for s, plan in zip((before, after), plans, strict=True)
+    ]
+    shown = next((s.text for s in (before, after) if s is not None), text)
+
+    def comparison(verdict: Verdict, reason: str, **extra: object) -> Comparison:
+        return Comparison(
+            f"tests:{text}",
+            text,
+            "tests",
+            shown,
+            sides[0],
+            sides[1],
+            verdict,
+            reason,
+            **extra,  # type: ignore[arg-type]
+        )
+
+    if before is None or after is None:
+        side = "after" if before is None else "before"
+        return comparison(
+            Verdict.NOT_JUDGED, f"seen only {side} the migrations: reported, not judged"
+        )
+    if min(before.calls, after.calls) < MIN_TEST_CALLS:
+        return comparison(
+            Verdict.NOT_JUDGED,
+            f"{before.mean_ms:.3f} → {after.mean_ms:.3f} ms; called {before.calls} time(s) "
+            f"before and {after.calls} after, {MIN_TEST_CALLS} on each side needed to judge: "
+            "reported, not judged",
+        )
+    ratio = from_summaries(
+        before.mean_ms, before.stddev_ms, before.calls, after.mean_ms, after.stddev_ms, after.calls
+    )
+    result = comparison(
+        Verdict.OK, "", method="the tests' own calls, one phase after the other", ratio=ratio
+    )
+    timing = (
+        f"{before.mean_ms:.3f} → {after.mean_ms:.3f} ms mean ({ratio.percent()}, at least "
+        f"{ratio.percent(ratio.lower)} with 95 % confidence; {before.calls} and {after.calls} "
+        "calls)"
+    )
+    # The counters hold a mean and a spread, not the calls: one call that waited on the machine
+    # (a checkpoint, another process) lifts the mean of ten. A median lies within one standard
+    # deviation of the mean, so only when the calls after, one deviation down, are still slower
+    # than the calls before, one deviation up, did the query itself get slower.
+    typical = after.mean_ms - after.stddev_ms > before.mean_ms + before.stddev_ms
+    settled = _settle(result, timing, limits)
+    if settled.verdict is Verdict.REGRESSED and not typical:
+        settled.verdict = Verdict.OK
+        settled.reason = (
+            f"{timing}: a few slow calls, not the query (after: {after.mean_ms:.3f} ± "
+            f"{after.stddev_ms:.3f} ms, before: {before.mean_ms:.3f} ± {before.stddev_ms:.3f} "
+            "ms): not counted"
+        )
+    return settled
+
+
+def _settle(result: Comparison, timing: str, limits: Thresholds) -> Comparison:
+    """The verdict from the ratio's bound and the floor, and the reason that says so."""
+    assert result.ratio is not None and result.before is not None and result.after is not None
+    slower = (
+        result.ratio.lower > 1 + limits.max_regression
+        and result.after.ms - result.before.ms > limits.floor_ms
+    )
+    result.verdict = Verdict.REGRESSED if slower else Verdict.OK
+    result.reason = _reason(result, timing, slower, limits)
+    return result
+
+
+def _reason(result: Comparison, timing: str, slower: bool, limits: Thresholds) -> str:
+    work = _blocks(result.before, result.after)
+    if slower:
+        return f"{timing}; {result.explanation()}" + (
+            f" ({work})" if work and result.plan_diff else ""
+        )
+    allowance = f"{limits.max_regression * 100:.0f} %"
+    if result.ratio is not None and result.ratio.estimate > 1 + limits.max_regression:
+        return (
+            f"{timing}: not beyond the allowed {allowance} with confidence, or under "
+            f"{limits.floor_ms:g} ms: not counted" + (f"; {work}" if work else "")
+        )
+    return f"{timing}" + (f"; {work}" if work else "")

@@ -1,0 +1,1 @@
+"""PostgreSQL itself: connections, programs, embedded servers, the gate lock, the janitor."""

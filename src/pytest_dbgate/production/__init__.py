@@ -1,0 +1,1 @@
+"""The production deploy: exactly what staging passed, once."""

@@ -1,0 +1,252 @@
+"""The production run: deploy exactly what a staging gate passed, carefully.
+
+Preflight checks (the gate record, the target, versions, extensions, headroom, blocking
+sessions) are steps like any other; applying the migrations requires every one of them, so no
+selection of items (``-k``, ``--deselect``) can deploy past a failed or skipped check. Migrations
+run with a ``lock_timeout`` and bounded retries
+(see :class:`pytest_dbgate.migrations.runner.Policy`);
+held-back ones wait for their date.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Protocol
+
+import psycopg
+
+from pytest_dbgate import __version__
+from pytest_dbgate.config import GateConfig, parse_period
+from pytest_dbgate.core.commands import CommandResult, run_command
+from pytest_dbgate.core.errors import ConfigError, Figure
+from pytest_dbgate.core.interruptions import Interruptions
+from pytest_dbgate.core.record import GateRecord, load
+from pytest_dbgate.core.run import Conn, Database, Progress, Run, StepFailed, migration_step
+from pytest_dbgate.migrations.outcomes import Status
+from pytest_dbgate.migrations.parse import Migration, Statement, discover
+from pytest_dbgate.migrations.runner import Policy, Runner
+from pytest_dbgate.migrations.tracking import JournalEntry, Tracking, applied_versions
+from pytest_dbgate.observe.locks import blockers, statement_relations
+from pytest_dbgate.pg.connections import Endpoint, connect
+from pytest_dbgate.pg.gatelock import client_tag, keep_gate_lock, take_gate_lock
+from pytest_dbgate.pg.servers import server_identity
+
+if TYPE_CHECKING:
+    from pytest_dbgate.core.results import Results
+
+PRODUCTION = "production"
+RECORD = "record"
+RUNNER = "deploy_runner"
+MIGRATED = "deployed"
+
+Figures = dict[str, Figure]
+
+
+class Preflight(Protocol):
+    """A check that must pass before anything is applied (the preflight criteria)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def verify(self, run: Deployment) -> Figures: ...
+
+
+def preflight_step(name: str) -> str:
+    return f"preflight:{name}"
+
+
+class Deployment(Run):
+    """One ``--dbgate=production`` run against one production database."""
+
+    mode = "production"
+
+    def __init__(
+        self,
+        config: GateConfig,
+        migrations: list[Migration],
+        progress: Progress,
+        results: Results,
+        target: Endpoint,
+    ) -> None:
+        super().__init__(config, migrations, progress, results)
+        self.target = target
+        self.preflights: list[Preflight] = []
+
+    def steps(self) -> dict[str, Callable[[], object]]:
+        return {
+            PRODUCTION: self.production,
+            RECORD: self.record,
+            RUNNER: self.runner,
+            MIGRATED: self.migrated,
+        }
+
+    # -- steps -------------------------------------------------------------------------------
+
+    def production(self) -> Database:
+        return self._once(PRODUCTION, self._open_production)
+
+    def record(self) -> GateRecord:
+        return self._once(RECORD, lambda: load(self.config.record))
+
+    def preflight(self, check: Preflight) -> Figures:
+        return self._once(preflight_step(check.name), lambda: check.verify(self))
+
+    def runner(self) -> Runner:
+        return self._once(RUNNER, self._open_runner)
+
+    def migrated(self) -> CommandResult | None:
+        return self._once(MIGRATED, self._finish)
+
+    def target_connection(self, purpose: str = "check") -> Conn:
+        conn = connect(
+            self.target, "production", self.config.production_url_setting, purpose=purpose
+        )
+        self._stack.callback(conn.close)
+        return conn
+
+    # -- facts the preflight checks read ----------------------------------------------------
+
+    def applied_versions(self) -> dict[str, str]:
+        """Versions production has applied, as dbgate.migrations or the migration tool's own
+        history records them (nothing is created)."""
+        return applied_versions(self.production().conn, self.migrations)
+
+    def journal(self) -> dict[str, list[JournalEntry]]:
+        """The statements production's journal records, by version (nothing is created)."""
+        return Tracking(self.production().conn).journal()
+
+    def pending(self) -> list[Migration]:
+        applied = self.applied_versions()
+        return [m for m in self.migrations if m.version not in applied]
+
+    def deploy_hold_backs(self) -> dict[str, timedelta]:
+        """Each held-back migration's period: the longest of its file's, the configuration's and
+        the one staging recorded (configuration may lengthen a hold-back, never shorten one)."""
+        periods = dict(self.hold_backs)
+        for recorded in self.record().migrations:
+            period = parse_period(recorded.hold_back) if recorded.hold_back else None
+            if period is not None and period > periods.get(recorded.version, timedelta()):
+                periods[recorded.version] = period
+        return periods
+
+    # -- step bodies -------------------------------------------------------------------------
+
+    @property
+    def lock_key(self) -> str:
+        return "production:" + self.target.dbname
+
+    def _open_production(self) -> Database:
+        """Two sessions, each holding a gate lock: one that only holds it (a migration cannot
+        let it go: a DISCARD ALL or pg_advisory_unlock_all() in a file does not let a second
+        run in), and the deploy's own, whose lock outlives a killed run for as long as the
+        statement it was running (a re-run waits for it, see gatelock)."""
+        self._locked_session("deploy lock", self.lock_key)
+        conn = self._locked_session("deploy", self.lock_key + ":applying")
+        return Database(self.target, conn, server_identity(conn), embedded=False)
+
+    def _locked_session(self, purpose: str, key: str) -> Conn:
+        conn = connect(
+            self.target,
+            "production",
+            self.config.production_url_setting,
+            purpose=f"{purpose}, {client_tag()}",
+        )
+        self._stack.callback(conn.close)
+        take_gate_lock(conn, key, self.target.display())
+        return conn
+
+    def _open_runner(self) -> Runner:
+        for check in self.preflights:
+            self.preflight(check)  # raises StepFailed, reported by that check's item
+        database = self.production()
+        conn = database.conn
+        own = conn.info.backend_pid
+        hold_backs = self.deploy_hold_backs()
+
+        def in_the_way(statement: Statement) -> list[str]:
+            return blockers(
+                conn,
+                [own],
+                statement_relations(statement),
+                open_longer_ms=LONG_TRANSACTION_MS,
+                idle_longer_ms=0,
+            )
+
+        policy = Policy(
+            lock_timeout_ms=self.config.lock_timeout_ms,
+            retries=self.config.lock_retries,
+            retry_wait_s=self.config.lock_retry_wait_s,
+            hold_backs=hold_backs,
+            release_early=self.release_early,
+        )
+        runner = Runner(
+            conn,
+            self.migrations,
+            self.progress,
+            f"pytest-dbgate {__version__} production",
+            policy=policy,
+            blockers=in_the_way,
+            boundary=self.boundary,
+            interruptions=Interruptions(self.progress),
+            keep_lock=lambda: keep_gate_lock(
+                conn, self.lock_key + ":applying", database.endpoint.display()
+            ),
+            timeout_s=self.config.migration_timeout_s,
+        )
+        try:
+            runner.prepare()
+        except psycopg.Error as exc:
+            raise StepFailed(
+                RUNNER,
+                f"could not prepare production for the deploy (the tracking tables, "
+                f"lock_timeout): {database.endpoint.redact(str(exc)).strip()}\n"
+                "  nothing was applied; check that the deploy role may create the schema dbgate "
+                "and its tables (or create them once with a role that may)",
+            ) from None
+        return runner
+
+    def _finish(self) -> CommandResult | None:
+        failed = next(
+            (o for o in self.outcomes() if not o.ok and o.status is not Status.HELD_BACK), None
+        )
+        if failed is not None and failed.status is not Status.NOT_APPLIED:
+            raise StepFailed(migration_step(failed.migration), failed.describe_failure(self.rel))
+        command = self.config.post_migrate_command
+        if command is None:
+            return None
+        self.progress(f"running the post-migrate command `{command}`")
+        result = run_command(command, self.target, self.config.rootdir)
+        if not result.ok:
+            raise StepFailed(MIGRATED, result.failure("the post-migrate command"))
+        return result
+
+
+# A transaction open this long will not end within the retry budget (with the defaults, six
+# 500 ms tries and 31 s of waits), and idle-in-transaction sessions hold their locks until
+# someone ends them: either would make the deploy time out, so preflight refuses to start.
+LONG_TRANSACTION_MS = 60_000
+IDLE_IN_TRANSACTION_MS = 5_000
+
+
+def sessions_in_the_way(run: Deployment, relations: Sequence[str]) -> list[str]:
+    database = run.production()
+    return blockers(
+        database.conn,
+        [database.conn.info.backend_pid],
+        relations,
+        open_longer_ms=LONG_TRANSACTION_MS,
+        idle_longer_ms=IDLE_IN_TRANSACTION_MS,
+        lock_holders=False,
+    )
+
+
+def open_deployment(config: GateConfig, progress: Progress, results: Results) -> Deployment:
+    """Check what can be checked without a database, then make the deployment."""
+    if config.migrate_command is not None:
+        raise ConfigError.command_mode_in_production()
+    migrations = discover(config.migrations, config.layout)
+    if config.production_url is None:
+        raise ConfigError.no_production_target()
+    target = Endpoint.from_url(config.production_url, config.production_url_setting)
+    return Deployment(config, migrations, progress, results, target)

@@ -1,0 +1,1 @@
+"""Staging refreshed from the source: dump, restore, dump files, the snapshot cache."""

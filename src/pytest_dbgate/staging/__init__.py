@@ -1,0 +1,1 @@
+"""The staging gate: refresh, migrate, observe, measure, judge, record."""

@@ -1,0 +1,705 @@
+"""The staging gate's run: refresh, migrate under watch, measure, each step once, lazily.
+
+See :mod:`pytest_dbgate.core.run` for how steps, their owners and their failures work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import shutil
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import psycopg
+from psycopg import sql
+
+from pytest_dbgate import __version__
+from pytest_dbgate.config import GateConfig
+from pytest_dbgate.core.commands import CommandResult, run_command
+from pytest_dbgate.core.errors import (
+    ConfigError,
+    DbgateError,
+    PerformanceError,
+    ProvisioningError,
+    SafetyError,
+)
+from pytest_dbgate.core.record import format_period
+from pytest_dbgate.core.run import Conn, Database, Progress, Run, StepFailed, migration_step
+from pytest_dbgate.migrations.apply import StatementLog
+from pytest_dbgate.migrations.command_mode import CommandMigration, run_migrate_command
+from pytest_dbgate.migrations.parse import Migration, discover, extensions_in
+from pytest_dbgate.migrations.runner import Runner, Watch
+from pytest_dbgate.migrations.sqltext import read_sql
+from pytest_dbgate.migrations.tracking import applied_versions
+from pytest_dbgate.observe.locks import LockReport, relations_in_sql, watching
+from pytest_dbgate.performance.capture import Capture, Performance
+from pytest_dbgate.performance.compaction import Table, compact_grown, table_sizes
+from pytest_dbgate.performance.reference import Reference
+from pytest_dbgate.performance.sidebyside import Side
+from pytest_dbgate.performance.verdicts import Comparison
+from pytest_dbgate.performance.workload import parse_workload
+from pytest_dbgate.pg.binaries import PgBinaries, client_for, find_binaries
+from pytest_dbgate.pg.connections import Endpoint, connect, connection
+from pytest_dbgate.pg.gatelock import client_tag, take_gate_lock
+from pytest_dbgate.pg.janitor import sweep, temporary_folder
+from pytest_dbgate.pg.servers import (
+    EMBEDDED_SOURCE_DB,
+    check_can_run_servers,
+    create_gate_database,
+    embedded_server,
+    gate_database_name,
+    load_seed,
+    seed_digest,
+    seed_files,
+    server_identity,
+    staging_server,
+)
+from pytest_dbgate.refresh.cache import Cached, Key, cache_name, find, seal, usable, why_not
+from pytest_dbgate.refresh.dumpfile import DumpFile, checksum, inspect
+from pytest_dbgate.refresh.restore import Snapshot, TableCount, count_rows, refresh, restore_file
+
+if TYPE_CHECKING:
+    from pytest_dbgate.core.results import Results
+    from pytest_dbgate.migrations.outcomes import Outcome
+
+SOURCE = "source"
+DUMP_FILE = "dump_file"  # --dbgate-snapshot: read whole once, for the cache key
+STAGING_SERVER = "staging_server"
+SNAPSHOT = "snapshot"
+RUNNER = "runner"
+MIGRATED = "migrated"  # every migration applied and the post-migrate command run: "after" may start
+BASELINE = "baseline"
+AFTER_CAPTURE = "after_capture"
+PERFORMANCE = "performance"
+APPLIED_BEFORE = "applied_before"
+COMMAND = "migrate_command"  # command mode: the project's tool applies the migrations
+
+
+@dataclasses.dataclass(frozen=True)
+class Origin:
+    """What the staging copy is made from: its cache key, and how to make it afresh."""
+
+    key: Key
+    encoding: str
+    max_age: timedelta | None  # None: the copy cannot go stale (a given dump file)
+    take: Callable[[str], Snapshot]  # restore into this (created, empty) staging database
+
+
+class Gate(Run):
+    """One staging gate run against one source and one staging server."""
+
+    mode = "staging"
+    lints = True
+
+    def __init__(
+        self,
+        config: GateConfig,
+        migrations: list[Migration],
+        binaries: PgBinaries,
+        progress: Progress,
+        results: Results,
+        dump: DumpFile | None = None,
+    ) -> None:
+        super().__init__(config, migrations, progress, results)
+        self.binaries = binaries
+        self.dump = dump
+        self.workload = parse_workload(config.workload) if config.workload is not None else []
+        self.lock_reports: dict[str, LockReport] = {}
+        # Rows of the tables lint findings name, just before each migration ran, by version.
+        self.sizes_before: dict[str, dict[str, int]] = {}
+        self.performance: Performance | None = None
+        # The un-migrated copy the workload is measured against, when the snapshot cache gives
+        # one (set by the refresh); else why not.
+        self.reference: Reference | None = None
+        self.no_reference = ""
+        self._swept = False  # what killed runs left is removed once, before a server starts
+        self._sizes_before: dict[int, Table] = {}  # without a reference: staging's, at baseline
+        if config.performance:
+            self.performance = Performance(config, progress, self.workload, results.secrets.mask)
+            self.performance.attach(lambda: self.staging_connection(purpose="stats"))
+            self._stack.callback(self.performance.close)
+
+    def source(self) -> Database:
+        return self._once(SOURCE, self._open_source)
+
+    def dump_file(self) -> DumpFile:
+        """The dump given with --dbgate-snapshot, with its checksum (every byte read once)."""
+        return self._once(DUMP_FILE, self._read_dump_file)
+
+    @property
+    def origin(self) -> str:
+        """The step the copy comes from: the dump file if one was given, else the source."""
+        return DUMP_FILE if self.dump is not None else SOURCE
+
+    def staging_server(self) -> Database:
+        return self._once(STAGING_SERVER, self._open_staging_server)
+
+    def snapshot(self) -> Snapshot:
+        return self._once(SNAPSHOT, self._refresh)
+
+    def runner(self) -> Runner:
+        return self._once(RUNNER, self._open_runner)
+
+    def steps(self) -> dict[str, Callable[[], object]]:
+        return {
+            SOURCE: self.source,
+            DUMP_FILE: self.dump_file,
+            STAGING_SERVER: self.staging_server,
+            SNAPSHOT: self.snapshot,
+            RUNNER: self.runner,
+            MIGRATED: self.migrated,
+            BASELINE: self.baseline,
+            AFTER_CAPTURE: self.after_capture,
+            PERFORMANCE: self.comparisons,
+            COMMAND: self.command,
+        }
+
+    def migrated(self) -> CommandResult | None:
+        """Every migration applied, then the post-migrate command: what "after" tests need."""
+        return self._once(MIGRATED, self._finish_migrating)
+
+    def baseline(self) -> Capture:
+        """The before window closed and the workload measured, before any migration."""
+        return self._once(BASELINE, self._capture_baseline)
+
+    def after_capture(self) -> Capture:
+        return self._once(AFTER_CAPTURE, self._capture_after)
+
+    def comparisons(self) -> list[Comparison]:
+        return self._once(PERFORMANCE, self._compare)
+
+    def applied_before(self) -> dict[str, str]:
+        """Migrations the copy already has (as dbgate.migrations or the migration tool's own
+        history records them), read before anything runs: they are not part of the release."""
+        return self._once(APPLIED_BEFORE, self._read_applied)
+
+    def open_window(self, phase: str) -> None:
+        """Start measuring a phase's queries, if the performance stage runs and staging is up."""
+        if self.performance is None:
+            return
+        try:
+            self.snapshot()
+        except StepFailed:
+            return
+        self.performance.open_window(phase)
+
+    @property
+    def migrations_started(self) -> bool:
+        runner = self._memo.get(RUNNER)
+        return (isinstance(runner, Runner) and runner.started) or COMMAND in self._memo
+
+    def command(self) -> CommandMigration:
+        """Command mode: the project's own tool applied the migrations, under the lock watch."""
+        return self._once(COMMAND, self._migrate_with_command)
+
+    def outcomes(self) -> list[Outcome]:
+        if self.config.migrate_command is not None:
+            self.command()  # raises StepFailed when the command failed: its item says why
+            return []
+        return super().outcomes()
+
+    def staging_url(self) -> str:
+        """The restored staging database's URL, credentials included, for the app's code."""
+        return self.snapshot().staging.url()
+
+    def target_connection(self, purpose: str = "check") -> Conn:
+        return self.staging_connection(purpose)
+
+    def staging_connection(self, purpose: str = "check") -> Conn:
+        """A fresh session on the restored staging database, closed with the gate."""
+        snapshot = self.snapshot()
+        conn = connect(
+            snapshot.staging, "staging", self.config.staging_url_setting, purpose=purpose
+        )
+        self._stack.callback(conn.close)
+        return conn
+
+    # -- step bodies -------------------------------------------------------------------------
+
+    def _migrate_with_command(self) -> CommandMigration:
+        command = self.config.migrate_command
+        assert command is not None
+        if self.performance is not None:
+            with contextlib.suppress(StepFailed):
+                self.baseline()  # before anything changes, as with the gate's own runner
+        staging = self.snapshot().staging
+        self.progress(f"running the migrate command `{command}` under the lock watch")
+        done = run_migrate_command(
+            command,
+            staging,
+            self.config.rootdir,
+            self.config.staging_url_setting,
+            self._workload_reads(),
+            self.config.traffic_rate,
+        )
+        if not done.result.ok:
+            raise StepFailed(COMMAND, done.result.failure("the migrate command"))
+        return done
+
+    def _read_applied(self) -> dict[str, str]:
+        return applied_versions(self.staging_connection(purpose="read"), self.migrations)
+
+    def _read_dump_file(self) -> DumpFile:
+        assert self.dump is not None
+        self.progress(f"reading {self.dump.display()} for its checksum")
+        return dataclasses.replace(self.dump, checksum=checksum(self.dump))
+
+    def source_dbname(self) -> str:
+        """The source database's name, which names the gate's staging database after it."""
+        if self.config.file_only:
+            assert self.dump is not None
+            return self.dump.dbname
+        return self.source().endpoint.dbname
+
+    def _open_source(self) -> Database:
+        cfg = self.config
+        if cfg.file_only:
+            raise StepFailed(SOURCE, "no source database: the copy comes from the dump file")
+        self._sweep()
+        if cfg.source_url is None:
+            self.progress("starting the embedded source server and loading the seed")
+            server = self._stack.enter_context(embedded_server("prod", self.binaries))
+            endpoint = load_seed(server, EMBEDDED_SOURCE_DB, seed_files(cfg.seed))
+            embedded = True
+        else:
+            endpoint = Endpoint.from_url(cfg.source_url, cfg.source_url_setting)
+            embedded = False
+        conn = connect(endpoint, "source", cfg.source_url_setting, read_only=True, purpose="read")
+        self._stack.callback(conn.close)
+        return Database(endpoint, conn, server_identity(conn), embedded)
+
+    def _sweep(self) -> None:
+        """Stop and remove what a killed run left (its servers, its dump folders), once."""
+        if self._swept:
+            return
+        self._swept = True
+        for left in sweep():
+            self.progress(f"removed what a killed run left: {left}")
+
+    def _open_staging_server(self) -> Database:
+        self._sweep()
+        cfg = self.config
+        source = None if cfg.file_only else self.source()
+        if cfg.clone_command is not None:
+            endpoint = self._clone()
+            embedded = False
+        elif cfg.staging_url is None:
+            endpoint = self._stack.enter_context(
+                staging_server(self.binaries, cfg.staging_dir, self.progress)
+            )
+            embedded = True
+        else:
+            endpoint = Endpoint.from_url(cfg.staging_url, cfg.staging_url_setting)
+            embedded = False
+        conn = connect(
+            endpoint, "staging", cfg.staging_url_setting, purpose=f"control, {client_tag()}"
+        )
+        self._stack.callback(conn.close)
+        identity = server_identity(conn)
+        if source is not None and identity.same_server(source.identity):
+            raise SafetyError.staging_is_production(endpoint.display())
+        dbname = gate_database_name(self.source_dbname())
+        take_gate_lock(conn, dbname, endpoint.display())
+        return Database(endpoint, conn, identity, embedded)
+
+    def _clone(self) -> Endpoint:
+        """Have the clone command provision the staging database; clean it up at the end."""
+        cfg = self.config
+        command = cfg.clone_command
+        assert command is not None
+        self.progress(f"provisioning the staging database: `{command}`")
+        source = self.source().endpoint
+        result = run_command(command, source, cfg.rootdir, variable="PROD_DATABASE_URL")
+        lines = [line.strip() for line in result.output.splitlines() if line.strip()]
+        if not result.ok:
+            raise ProvisioningError.clone_failed(
+                command, f"exited with status {result.returncode}", result.output
+            )
+        if not lines:
+            raise ProvisioningError.clone_failed(command, "printed nothing", result.output)
+        try:
+            endpoint = Endpoint.from_url(lines[-1], "the clone command's output")
+        except DbgateError:
+            raise ProvisioningError.clone_failed(
+                command, "did not print a database URL as its last line", result.output
+            ) from None
+        self.results.secrets.add(endpoint.password)  # printed by the command, shown nowhere
+        cleanup = cfg.clone_cleanup_command
+        if cleanup is not None:
+            self._stack.callback(self._clean_up_clone, cleanup, endpoint)
+        self.progress(f"staging is the clone {endpoint.display()}")
+        return endpoint
+
+    def _clean_up_clone(self, command: str, clone: Endpoint) -> None:
+        self.progress(f"removing the clone: `{command}`")
+        result = run_command(command, clone, self.config.rootdir)
+        if not result.ok:
+            warnings.warn(
+                DbgateCleanupWarning(result.failure("the clone cleanup command")), stacklevel=1
+            )
+
+    def _refresh(self) -> Snapshot:
+        """Clone the cached snapshot when it still stands for the source (or the dump file);
+        else dump and restore (or restore the file) into a new cached snapshot, and clone that.
+        With a clone command, the clone is it."""
+        staging = self.staging_server()
+        cfg = self.config
+        if cfg.clone_command is not None:
+            self.no_reference = "staging is the clone command's one copy"
+            return self._cloned(cfg.clone_command)
+        origin = self._origin()
+        dbname = gate_database_name(self.source_dbname())
+        cache = cache_name(dbname)
+        where = staging.endpoint.display()
+        if not usable(staging.conn, cache):
+            self.progress(f"{cache} belongs to another role: restoring without the snapshot cache")
+            self.no_reference = f"the snapshot cache {cache} belongs to another role"
+            create_gate_database(staging.conn, dbname, where, origin.encoding)
+            return origin.take(dbname)
+        self.reference = Reference(
+            staging.conn, staging.endpoint.with_dbname(dbname), cache, origin.encoding
+        )
+        self._stack.callback(self.reference.drop)
+        cached = find(staging.conn, cache)
+        reason = "--dbgate-refresh" if cfg.refresh else why_not(cached, origin.key, origin.max_age)
+        if reason is None and cached is not None:
+            self.reference.steady = cached.analyzed
+            return self._clone_cached(cached, cache, dbname, origin.encoding)
+        self.progress(f"taking a new snapshot ({reason})")
+        create_gate_database(
+            staging.conn, cache, where, origin.encoding, comment="cached snapshot, being restored"
+        )
+        fresh = origin.take(cache)
+        # Every clone starts vacuumed and analysed, as production is, and alike: staging and
+        # the un-migrated copy measured beside it share this one set of statistics.
+        self.progress(f"VACUUM ANALYZE on {cache} before keeping it")
+        with connection(
+            staging.endpoint.with_dbname(cache), "staging", self.config.staging_url_setting
+        ) as conn:
+            conn.execute("VACUUM (ANALYZE)")
+        counts = {
+            (t.schema, t.table): t.source_rows if t.source_rows is not None else t.staging_rows or 0
+            for t in fresh.tables
+        }
+        assert fresh.taken_at is not None
+        sealed = Cached(origin.key, fresh.taken_at, counts, fresh.dump_bytes, analyzed=True)
+        self.reference.steady = True
+        seal(staging.conn, cache, sealed)
+        started = time.monotonic()
+        create_gate_database(staging.conn, dbname, where, origin.encoding, template=cache)
+        clone_seconds = time.monotonic() - started
+        self.progress(
+            f"kept the snapshot as {cache}; cloned it into {dbname} in {clone_seconds:.1f}s"
+        )
+        return dataclasses.replace(fresh, staging=staging.endpoint.with_dbname(dbname))
+
+    def _origin(self) -> Origin:
+        """Where the copy comes from, and what identifies it in the cache."""
+        staging = self.staging_server().endpoint
+        if self.dump is not None:
+            dump = self.dump_file()
+            assert dump.checksum is not None
+
+            def restore(dbname: str) -> Snapshot:
+                return restore_file(dump, staging.with_dbname(dbname), self.binaries, self.progress)
+
+            # The same bytes restore to the same copy however old they are: no age limit.
+            return Origin(Key(f"dump file {dump.checksum}", dump.dbname, ""), "UTF8", None, restore)
+        source = self.source()
+        row = source.conn.execute(
+            "SELECT pg_encoding_to_char(encoding) FROM pg_database"
+            " WHERE datname = current_database()"
+        ).fetchone()
+        encoding = str(row[0]) if row else "UTF8"
+        system = source.identity.system_identifier
+        if source.embedded:  # a new cluster every run: the seed is what it is a copy of
+            system = "seed " + seed_digest(seed_files(self.config.seed))
+        key = Key.of(source.conn, system, source.endpoint.dbname)
+        return Origin(key, encoding, self.config.snapshot_max_age, self._restore)
+
+    def _cloned(self, command: str) -> Snapshot:
+        """The clone service's copy, with its row counts beside the source's (for the report:
+        the service copied production at its own moment)."""
+        source, staging = self.source(), self.staging_server()
+        source_counts = count_rows(source.conn)
+        cloned = count_rows(staging.conn)
+        tables = tuple(
+            TableCount(schema, table, rows, cloned.get((schema, table)))
+            for (schema, table), rows in source_counts.items()
+        )
+        return Snapshot(staging.endpoint, tables, 0, 0.0, 0.0, (), cloned_by=command)
+
+    def _restore(self, dbname: str) -> Snapshot:
+        """Dump the source and restore it into ``dbname`` (created, empty) on staging."""
+        source = self.source()
+        workdir = temporary_folder("dbgate-dump-")
+        self._stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+        return refresh(
+            source.conn,
+            source.endpoint,
+            self.staging_server().endpoint.with_dbname(dbname),
+            client_for(source.identity.major, self.binaries),
+            workdir,
+            self.progress,
+        )
+
+    def _clone_cached(self, cached: Cached, cache: str, dbname: str, encoding: str) -> Snapshot:
+        staging = self.staging_server()
+        taken = cached.taken_at.strftime("%Y-%m-%d %H:%M %Z")
+        self.progress(
+            f"reusing the cached snapshot {cache} taken {taken} ({format_period(cached.age())} "
+            "old): cloning it, no dump and no restore (--dbgate-refresh takes a new one)"
+        )
+        started = time.monotonic()
+        create_gate_database(
+            staging.conn, dbname, staging.endpoint.display(), encoding, template=cache
+        )
+        clone_seconds = time.monotonic() - started
+        endpoint = staging.endpoint.with_dbname(dbname)
+        with connection(endpoint, "staging", "the staging database") as conn:
+            restored = count_rows(conn)
+        from_file = str(self.dump.path) if self.dump is not None else None
+        tables = tuple(
+            TableCount(schema, table, None if from_file else rows, restored.get((schema, table)))
+            for (schema, table), rows in cached.counts.items()
+        )
+        self.progress(f"cloned in {clone_seconds:.1f}s")
+        return Snapshot(
+            endpoint,
+            tables,
+            cached.dump_bytes,
+            0.0,
+            clone_seconds,
+            (),
+            reused=True,
+            taken_at=cached.taken_at,
+            from_file=from_file,
+        )
+
+    def _finish_migrating(self) -> CommandResult | None:
+        failed = next((o for o in self.outcomes() if not o.ok), None)
+        if failed is not None:
+            raise StepFailed(migration_step(failed.migration), failed.describe_failure(self.rel))
+        command = self.config.post_migrate_command
+        result = None
+        if command is not None:
+            self.progress(f"running the post-migrate command `{command}`")
+            result = run_command(command, self.snapshot().staging, self.config.rootdir)
+            if not result.ok:
+                raise StepFailed(MIGRATED, result.failure("the post-migrate command"))
+        if self.performance is not None:
+            # Compare steady states: a backfill's dead rows are vacuumed on production soon
+            # after a deploy; the after window should not measure them.
+            self.progress("VACUUM ANALYZE on staging before measuring the after phase")
+            self.staging_connection(purpose="vacuum").execute("VACUUM (ANALYZE)")
+            self.open_window("after")
+        return result
+
+    def _capture_baseline(self) -> Capture:
+        assert self.performance is not None
+        snapshot = self.snapshot()
+        if self.migrations_started:
+            raise PerformanceError.migrations_first()
+        if self.reference is not None:  # the workload runs side by side after migrating
+            return self.performance.capture("before", ())
+        side = self._measuring("before")
+        self._sizes_before = table_sizes(side.conn)
+        where = f"{snapshot.staging.dbname} before migrating; {self.no_reference}"
+        return self.performance.capture("before", (side,), where)
+
+    def _capture_after(self) -> Capture:
+        assert self.performance is not None
+        self.baseline()  # without one, the after capture has nothing to be compared with
+        self.migrated()
+        staging = self.snapshot().staging.dbname
+        started = time.monotonic()
+        after = self._measuring("after")
+        if self.reference is None:
+            compacted = compact_grown(after.conn, self._sizes_before, self.progress)
+            where = f"{staging} after migrating; {self.no_reference}"
+            sides: tuple[Side, ...] = (after,)
+        else:
+            self.progress(f"cloning the snapshot as {self.reference.name}, the un-migrated copy")
+            before = self.reference.make(self._reference_session)
+            compacted = compact_grown(after.conn, table_sizes(before), self.progress)
+            where = f"{staging}, migrated, and {self.reference.name}, its un-migrated copy"
+            sides = (Side("before", before), after)
+        prepared = time.monotonic() - started
+        return self.performance.capture("after", sides, where, compacted, prepared)
+
+    def _measuring(self, name: str) -> Side:
+        return Side(name, self.staging_connection(purpose="measure"))
+
+    def _reference_session(self, endpoint: Endpoint) -> Conn:
+        conn = connect(endpoint, "staging", self.config.staging_url_setting, purpose="measure")
+        self._stack.callback(conn.close)
+        return conn
+
+    def _compare(self) -> list[Comparison]:
+        assert self.performance is not None
+        return self.performance.judge(self.baseline(), self.after_capture())
+
+    def _open_runner(self) -> Runner:
+        if self.performance is not None:
+            # The baseline belongs before the first migration, whatever was selected; if it
+            # cannot be taken, the baseline item says why and migrating goes on.
+            with contextlib.suppress(StepFailed):
+                self.baseline()
+        # What the copy had before this run, read before it changes it (lint skips those).
+        with contextlib.suppress(StepFailed):
+            self.applied_before()
+        conn = self.staging_connection(purpose="migrate")
+        runner = Runner(
+            conn,
+            self.migrations,
+            self.progress,
+            f"pytest-dbgate {__version__} staging",
+            watch=self.watcher(self.snapshot().staging, self.lock_reports),
+            boundary=self.boundary,
+            timeout_s=self.config.migration_timeout_s,
+        )
+        try:
+            runner.prepare()
+        except psycopg.Error as exc:
+            raise StepFailed(
+                RUNNER,
+                f"could not create or read the tracking tables on staging: {exc}".strip(),
+            ) from None
+        return runner
+
+    def watcher(self, database: Endpoint, reports: dict[str, LockReport]) -> Watch:
+        """Simulated traffic and the lock monitor around each migration applied to
+        ``database``; each migration's report goes into ``reports``."""
+        reads = self._workload_reads()
+
+        def session() -> Conn:
+            return connect(database, "staging", self.config.staging_url_setting, purpose="watch")
+
+        @contextlib.contextmanager
+        def watch(migration: Migration, conn: Conn) -> Iterator[StatementLog]:
+            self.sizes_before[migration.version] = self._sizes(conn, migration)
+            with watching(session, migration, conn, reads, self.config.traffic_rate) as (
+                report,
+                timeline,
+            ):
+                reports[migration.id] = report
+                yield timeline
+
+        return watch
+
+    def _sizes(self, conn: Conn, migration: Migration) -> dict[str, int]:
+        """Rows of the tables the migration's lint findings name, as they are just before it
+        runs (what earlier migrations of the release inserted included), counted up to the
+        small-table limit: enough to judge, and cheap on a big table."""
+        limit = self.config.lint_small_table_rows
+        sizes: dict[str, int] = {}
+        for table in {f.table for f in self.findings.get(migration.id, []) if f.table}:
+            query = sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} LIMIT %s) AS s").format(
+                sql.Identifier(*table.split("."))
+            )
+            try:
+                row = conn.execute(query, (limit,)).fetchone()
+            except psycopg.Error:
+                continue  # not there yet: the migration creates it
+            sizes[table] = int(row[0]) if row and isinstance(row[0], int) else 0
+        return sizes
+
+    def _workload_reads(self) -> dict[str, list[str]]:
+        """The workload's read queries by the relations they read: traffic reads these."""
+        reads: dict[str, list[str]] = {}
+        for query in self.workload:
+            if query.writes:  # a writing WITH is no read, even rolled back
+                continue
+            names = set(relations_in_sql([query.sql]))
+            # Only one-table reads: a join holds one table while it waits for the next, and a
+            # migration locking both in the other order would deadlock with the simulation.
+            if len(names) == 1:
+                reads.setdefault(names.pop(), []).append(query.sql)
+        return reads
+
+
+class DbgateCleanupWarning(UserWarning):
+    """Something the run could not clean up after itself."""
+
+
+def _release(config: GateConfig) -> list[Migration]:
+    """The release's migration files; in command mode the folder may hold none the gate can
+    read (alembic's are Python): the tool finds its own, and lint has nothing to read."""
+    if config.migrate_command is None:
+        return discover(config.migrations, config.layout)
+    if not config.migrations.is_dir() or not any(config.migrations.glob("**/*.sql")):
+        return []
+    return discover(config.migrations, config.layout)
+
+
+def open_gate(config: GateConfig, progress: Progress, results: Results) -> Gate:
+    """Check everything that can be checked without a database, then make the gate.
+
+    Raises a :class:`DbgateError` for bad input, before anything is started or touched.
+    """
+    migrations = _release(config)
+    if config.source_url is not None:
+        source = Endpoint.from_url(config.source_url, config.source_url_setting)
+    elif config.snapshot_file is None:
+        if not config.seed:
+            raise ConfigError.no_source()
+        for path in config.seed:
+            if not path.exists():
+                raise ConfigError.seed_missing(path)
+        for path in config.seed:
+            if path.is_dir() and not seed_files([path]):
+                raise ConfigError.seed_empty(path)
+        for path in seed_files(config.seed):
+            read_sql(path, "seed file")  # not UTF-8, a NUL byte: said now, not mid-load
+    if config.clone_command is not None and config.staging_url is not None:
+        raise ConfigError.clone_and_staging()
+    if config.clone_command is not None and config.snapshot_file is not None:
+        raise ConfigError.clone_and_snapshot()
+    if config.staging_url is not None:
+        staging = Endpoint.from_url(config.staging_url, config.staging_url_setting)
+        if config.source_url is not None and staging == source:
+            raise ConfigError.staging_is_source()
+    programs: tuple[str, ...] = ("pg_dump", "pg_restore", "psql")
+    if config.embedded_source or config.embedded_staging:
+        programs = ("pg_ctl", *programs)
+        check_can_run_servers()
+    binaries = find_binaries(config.pg_bindir, programs)
+    dump = None
+    if config.snapshot_file is not None:
+        dump = inspect(config.snapshot_file, binaries)
+    return Gate(config, migrations, binaries, progress, results, dump)
+
+
+def required_extensions(gate: Gate) -> list[str]:
+    """The extensions to check, known at collection time.
+
+    Configured ones if given; otherwise those the migrations and the seed create, plus, for a
+    real source, those installed there (one short read-only query; skipped if unreachable, the
+    source item then reports why).
+    """
+    config = gate.config
+    if config.extensions is not None:
+        return list(config.extensions)
+    names: list[str] = [name for m in gate.migrations for name in m.extensions]
+    if gate.dump is not None:
+        names.extend(gate.dump.extensions)
+    if config.embedded_source:
+        for path in seed_files(config.seed):
+            names.extend(extensions_in(read_sql(path, "seed file")))
+    elif config.source_url is not None:
+        try:
+            endpoint = Endpoint.from_url(config.source_url, config.source_url_setting)
+            with connect(
+                endpoint, "source", config.source_url_setting, read_only=True, purpose="read"
+            ) as conn:
+                rows = conn.execute(
+                    "SELECT extname FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY 1"
+                ).fetchall()
+            names.extend(str(r[0]) for r in rows)
+        except DbgateError:
+            pass
+    return sorted(dict.fromkeys(n for n in names if n != "plpgsql"))
