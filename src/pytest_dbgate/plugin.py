@@ -17,9 +17,9 @@ import pytest
 from pytest_dbgate.config import add_options, read_config
 
 if TYPE_CHECKING:
+    from pytest_dbgate.core.criterion import Criterion
     from pytest_dbgate.core.results import Results
     from pytest_dbgate.core.run import Run
-    from pytest_dbgate.criteria import Criterion
     from pytest_dbgate.migrations.parse import Migration
 
 pytest_plugins = ["pytest_dbgate.fixtures"]
@@ -229,7 +229,7 @@ class GateHooks:
         from pytest_dbgate.staging.gate import Gate
 
         if self.gate.mode == "lint":
-            from pytest_dbgate.criteria import lint_checklist
+            from pytest_dbgate.lint.criteria import lint_checklist
 
             return lint_checklist(self.gate)
         if isinstance(self.gate, Deployment):
@@ -237,7 +237,7 @@ class GateHooks:
 
             return production_checklist(self.gate)
         assert isinstance(self.gate, Gate)
-        from pytest_dbgate.criteria import staging_checklist
+        from pytest_dbgate.staging.checklist import staging_checklist
         from pytest_dbgate.staging.gate import required_extensions
 
         return staging_checklist(self.gate, required_extensions(self.gate))

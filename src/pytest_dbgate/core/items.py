@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_dbgate.core.criterion import Criterion
 from pytest_dbgate.core.dependencies import blocked, require
 from pytest_dbgate.core.errors import CriterionFailed, DbgateError
 from pytest_dbgate.core.run import Run, StepFailed, migration_step
-from pytest_dbgate.criteria import Criterion
 from pytest_dbgate.migrations.outcomes import Status
 
 if TYPE_CHECKING:

@@ -14,21 +14,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, ClassVar
 
+from pytest_dbgate.core.criterion import Criterion, DbgateWarning, Figures
 from pytest_dbgate.core.errors import CriterionFailed, RecordError
 from pytest_dbgate.core.record import format_period, now_utc, run_differences
 from pytest_dbgate.core.run import migration_step
-from pytest_dbgate.criteria import (
-    ConstraintsValidated,
-    Criterion,
-    DbgateWarning,
-    Figures,
-    IndexesValid,
-    MigrationApplied,
-    PostMigrateCommand,
-    extension_status,
-    pool_headroom,
-)
+from pytest_dbgate.migrations.criteria import MigrationApplied
 from pytest_dbgate.observe.locks import touched_relations
+from pytest_dbgate.pg.criteria import pool_headroom
 from pytest_dbgate.production.deployment import (
     IDLE_IN_TRANSACTION_MS,
     LONG_TRANSACTION_MS,
@@ -40,6 +32,9 @@ from pytest_dbgate.production.deployment import (
     preflight_step,
     sessions_in_the_way,
 )
+from pytest_dbgate.refresh.criteria import extension_status
+from pytest_dbgate.schema.criteria import ConstraintsValidated, IndexesValid
+from pytest_dbgate.staging.commands import PostMigrateCommand
 
 # Clocks of two CI runners may disagree a little; a record from further in the future is wrong.
 CLOCK_SKEW = timedelta(minutes=5)

@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from pytest_dbgate.core.criterion import Criterion, Figures
 from pytest_dbgate.core.errors import CriterionFailed
-from pytest_dbgate.criteria import Criterion, Figures, _lock_figures, _lock_verdict
+from pytest_dbgate.observe.criteria import lock_figures, lock_verdict
 from pytest_dbgate.staging.gate import Gate
 
 
@@ -45,8 +46,8 @@ class CommandLocksHeldBriefly(Criterion[Gate]):
 
     def check(self, gate: Gate) -> Figures:
         report = gate.command().report
-        figures = _lock_figures(report)
-        message = _lock_verdict(gate, report)
+        figures = lock_figures(report)
+        message = lock_verdict(gate, report)
         if message:
             raise CriterionFailed(message, figures)
         return figures

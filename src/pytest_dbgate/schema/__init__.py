@@ -1,0 +1,1 @@
+"""Criteria on the migrated schema, shared by staging and production."""
