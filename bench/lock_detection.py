@@ -25,11 +25,12 @@ from pathlib import Path
 import psycopg
 from tabulate import tabulate
 
-from pytest_dbgate.config import DEFAULT_MAX_BLOCK_MS, DEFAULT_TRAFFIC_RATE
+from pytest_dbgate.config.settings import DEFAULT_MAX_BLOCK_MS, DEFAULT_TRAFFIC_RATE
 from pytest_dbgate.migrations.apply import StatementLog
 from pytest_dbgate.migrations.parse import Migration, discover
 from pytest_dbgate.migrations.runner import Runner
-from pytest_dbgate.observe.locks import LockReport, watching
+from pytest_dbgate.observe.locks import watching
+from pytest_dbgate.observe.timeline import LockReport
 from pytest_dbgate.pg.binaries import find_binaries
 from pytest_dbgate.pg.connections import Endpoint, connect
 from pytest_dbgate.pg.servers import embedded_server

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_dbgate.config import SETTINGS, GateConfig, Setting, parse_period
+from pytest_dbgate.config.model import GateConfig, parse_period
+from pytest_dbgate.config.settings import SETTINGS, Setting
 from pytest_dbgate.plugin import GATE_KEY
 
 

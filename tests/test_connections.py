@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_dbgate.core.errors import ConfigError, ConnectError
+from pytest_dbgate.config.errors import ConfigError
+from pytest_dbgate.core.errors import ConnectError
 from pytest_dbgate.pg.connections import Endpoint, connect
 
 from .conftest import STAGING_PASSWORD

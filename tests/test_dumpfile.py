@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_dbgate.core.errors import ConfigError, RefreshError
+from pytest_dbgate.config.errors import ConfigError
+from pytest_dbgate.core.errors import RefreshError
 from pytest_dbgate.pg.binaries import PgBinaries
 from pytest_dbgate.pg.connections import Endpoint, connection
 from pytest_dbgate.refresh.dumpfile import checksum, inspect, plain_chunks

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_dbgate.core.errors import ConfigError
+from pytest_dbgate.config.errors import ConfigError
 from pytest_dbgate.migrations.layouts import detect, find, version_key
 from pytest_dbgate.migrations.parse import discover
 

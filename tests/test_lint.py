@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_dbgate.core.errors import ConfigError
-from pytest_dbgate.lint.engine import RULES, lint
+from pytest_dbgate.config.errors import ConfigError
+from pytest_dbgate.lint.engine import lint
+from pytest_dbgate.lint.rules import RULES
 from pytest_dbgate.migrations.parse import discover
 
 from .conftest import REPO, Project
@@ -64,6 +65,7 @@ CASES = [
     (
         "set-not-null",
         "ALTER TABLE t ALTER COLUMN a SET NOT NULL;",
+        "ALTER TABLE t ADD CONSTRAINT t_a_not_null CHECK (a IS NOT NULL) NOT VALID;\n"
         "ALTER TABLE t VALIDATE CONSTRAINT t_a_not_null;\n"
         "ALTER TABLE t ALTER COLUMN a SET NOT NULL;",
     ),
@@ -150,6 +152,7 @@ CASES = [
 
 
 def release(folder: Path, *files: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
     for number, text in enumerate(files, start=1):
         (folder / f"{number}_m{number}.sql").write_text(text + "\n")
     return folder
@@ -374,3 +377,32 @@ def test_no_ignore_silences_a_statement_outside_the_database(tmp_path: Path) -> 
         )
     )
     assert "outside-database" in found["1_m1"]
+
+
+def test_set_not_null_is_exempt_only_after_that_columns_check_was_validated(
+    tmp_path: Path,
+) -> None:
+    check = "ALTER TABLE t ADD CONSTRAINT t_a_nn CHECK (a IS NOT NULL) NOT VALID;"
+    other = "ALTER TABLE t ADD CONSTRAINT t_b_pos CHECK (b > 0) NOT VALID;"
+    validated = fired(
+        release(
+            tmp_path / "a",
+            check,
+            "ALTER TABLE t VALIDATE CONSTRAINT t_a_nn;",
+            "ALTER TABLE t ALTER COLUMN a SET NOT NULL;",
+        )
+    )
+    assert "set-not-null" not in validated["3_m3"]
+    # Another constraint validated on the same table, or the check of another column: the scan
+    # still happens.
+    for first, second in ((other, "t_b_pos"), (check.replace("(a ", "(c "), "t_a_nn")):
+        folder = tmp_path / second / first[-20:].replace(" ", "_").replace(";", "")
+        found = fired(
+            release(
+                folder,
+                first,
+                f"ALTER TABLE t VALIDATE CONSTRAINT {second};",
+                "ALTER TABLE t ALTER COLUMN a SET NOT NULL;",
+            )
+        )
+        assert "set-not-null" in found["3_m3"], first

@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 
 from pytest_dbgate.migrations.parse import discover
-from pytest_dbgate.observe.locks import HeldLock, LockReport, blocks, sql_mode, touched_relations
+from pytest_dbgate.observe.lockmodes import blocks, sql_mode
+from pytest_dbgate.observe.relations import touched_relations
 from pytest_dbgate.observe.remeasure import Measure, median
+from pytest_dbgate.observe.timeline import HeldLock, LockReport
 from pytest_dbgate.pg.connections import Endpoint, connection
 from pytest_dbgate.pg.servers import load_seed
 
@@ -362,3 +364,14 @@ def test_the_middle_of_three_measurements_decides(
     far = LockReport(migration)
     far.locks.append(HeldLock('"accounts"', "ShareLock", 200, None, True))
     assert not Measure.of(far, 1000, 500).near()
+
+
+def test_lock_modes_are_ranked_as_postgresql_numbers_them() -> None:
+    from pytest_dbgate.observe.lockmodes import CONFLICTS, strength
+
+    assert strength("AccessShareLock") == 1 and strength("AccessExclusiveLock") == 8
+    assert strength("ShareLock") > strength("ShareUpdateExclusiveLock")
+    assert strength("AdvisoryLock") == 0
+    # A stronger mode conflicts with at least what a weaker one does.
+    ranked = sorted(CONFLICTS, key=strength)
+    assert [len(CONFLICTS[m]) for m in ranked] == sorted(len(CONFLICTS[m]) for m in ranked)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_dbgate.core.errors import ConfigError
+from pytest_dbgate.config.errors import ConfigError
 from pytest_dbgate.performance.timing import run_once
 from pytest_dbgate.performance.workload import parse_workload
 from pytest_dbgate.pg.connections import Endpoint, connect

@@ -47,7 +47,7 @@ def dbgate_phase(request: pytest.FixtureRequest) -> str | None:
 @pytest.fixture
 def dbgate_url(request: pytest.FixtureRequest, dbgate_phase: str | None) -> str:
     """URL of the database under test (password included), for the app's own connections."""
-    from pytest_dbgate.config import development_url
+    from pytest_dbgate.config.model import development_url
 
     gate = _staging_gate(request.config)
     if gate is not None and dbgate_phase is not None:

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_dbgate.config import add_options, read_config
+from pytest_dbgate.config.model import read_config
+from pytest_dbgate.config.settings import add_options
 
 if TYPE_CHECKING:
     from pytest_dbgate.core.criterion import Criterion
@@ -266,7 +267,7 @@ class GateHooks:
             selected = set(session.items)
             left_out = [item.nodeid for item in self.generated if item not in selected]
             if left_out:
-                from pytest_dbgate.core.errors import ConfigError
+                from pytest_dbgate.config.errors import ConfigError
 
                 raise pytest.UsageError(str(ConfigError.partial_deploy(left_out[:20])))
         self.gate.selected = set(session.items)
@@ -380,7 +381,7 @@ class GateHooks:
 def _command_line_ignores(config: pytest.Config) -> list[tuple[str, str]]:
     """``--ignore``/``--ignore-glob`` given for this run (its arguments or ``PYTEST_ADDOPTS``),
     not the project's own ``addopts``: (option, absolute path or pattern)."""
-    from pytest_dbgate.config import run_args
+    from pytest_dbgate.config.model import run_args
 
     args = run_args(config)
     found: list[tuple[str, str]] = []

@@ -8,13 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Generic, TypeVar
 
-import psycopg
-
 from pytest_dbgate.core.errors import Figure
 from pytest_dbgate.core.run import Run
 
 Figures = dict[str, Figure]
-Conn = psycopg.Connection[tuple[object, ...]]
 
 USER_SCHEMAS = (
     "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)'"

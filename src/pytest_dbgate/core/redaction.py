@@ -14,7 +14,7 @@ from collections.abc import Generator
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from pytest_dbgate.config import GateConfig
+from pytest_dbgate.config.model import GateConfig
 from pytest_dbgate.core.masking import Secrets
 
 

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,8 +19,12 @@ from pathlib import Path
 from tabulate import tabulate
 
 from pytest_dbgate import __version__
-from pytest_dbgate.core.errors import ConfigError, Figure
+from pytest_dbgate.config.errors import ConfigError
+from pytest_dbgate.core.errors import Figure
 from pytest_dbgate.core.masking import Secrets
+
+# A line of progress for the user, shown live while a long step runs.
+Progress = Callable[[str], None]
 
 ROOT = "dbgate"
 LINT_SUFFIX = "::lint"

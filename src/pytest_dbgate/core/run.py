@@ -14,13 +14,13 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-import psycopg
-
-from pytest_dbgate.config import GateConfig
-from pytest_dbgate.core.errors import ConfigError, CriterionFailed, DbgateError, Figure
+from pytest_dbgate.config.errors import ConfigError
+from pytest_dbgate.config.model import GateConfig
+from pytest_dbgate.core.errors import CriterionFailed, DbgateError, Figure
+from pytest_dbgate.core.results import Progress
 from pytest_dbgate.lint.engine import Finding, lint
 from pytest_dbgate.migrations.parse import Migration, hold_backs, released_early
-from pytest_dbgate.pg.connections import Endpoint
+from pytest_dbgate.pg.connections import Conn, Endpoint
 from pytest_dbgate.pg.servers import ServerIdentity
 
 if TYPE_CHECKING:
@@ -31,8 +31,6 @@ if TYPE_CHECKING:
     from pytest_dbgate.migrations.runner import Runner
 
 T = TypeVar("T")
-Conn = psycopg.Connection[tuple[object, ...]]
-Progress = Callable[[str], None]
 
 
 class Reporter(Protocol):

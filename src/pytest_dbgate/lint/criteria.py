@@ -10,9 +10,7 @@ from pytest_dbgate.core.errors import CriterionFailed
 from pytest_dbgate.core.run import Run, StepFailed
 from pytest_dbgate.lint.engine import Finding
 from pytest_dbgate.migrations.parse import Migration
-from pytest_dbgate.staging.gate import (
-    Gate,
-)
+from pytest_dbgate.staging.gate import Gate
 
 
 @dataclass(frozen=True)

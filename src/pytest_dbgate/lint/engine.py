@@ -21,197 +21,23 @@ from pglast.enums import (
     AlterTableType,
     ConstrType,
     DropBehavior,
+    NullTestType,
     ObjectType,
     TransactionStmtKind,
 )
 
-from pytest_dbgate.core.errors import ConfigError
+from pytest_dbgate.config.errors import ConfigError
+from pytest_dbgate.lint.columns import _added_column, _type_name
 from pytest_dbgate.lint.outside import outside_action
+from pytest_dbgate.lint.rules import RULES, Check, Rule
 from pytest_dbgate.migrations.parse import Migration, Statement
 from pytest_dbgate.migrations.sqltext import read_sql
-
-
-@dataclass(frozen=True)
-class Rule:
-    id: str
-    title: str
-    why: str
-    fix: str
-    # "fail": a finding fails the lint item; "report": shown, never failing.
-    severity: str = "fail"
-    ignorable: bool = True  # whether `-- dbgate: ignore <rule> <reason>` silences it
-
-
-RULES: dict[str, Rule] = {
-    rule.id: rule
-    for rule in (
-        Rule(
-            "index-not-concurrent",
-            "CREATE INDEX, DROP INDEX or REINDEX without CONCURRENTLY on an existing table",
-            "CREATE INDEX holds SHARE (blocks writes) and DROP INDEX / REINDEX hold ACCESS "
-            "EXCLUSIVE (block reads and writes) on the table for the whole build or drop",
-            "add CONCURRENTLY, in a file of its own (it cannot run in a transaction)",
-        ),
-        Rule(
-            "concurrently-in-transaction",
-            "a CONCURRENTLY statement inside BEGIN … COMMIT",
-            "PostgreSQL refuses CREATE/DROP INDEX CONCURRENTLY, REINDEX CONCURRENTLY and DETACH "
-            "PARTITION CONCURRENTLY inside a transaction block: the migration fails",
-            "remove the BEGIN/COMMIT around it; the gate runs such a file statement by statement",
-        ),
-        Rule(
-            "constraint-not-valid",
-            "a foreign key or check constraint added without NOT VALID to an existing table",
-            "adding it validates every existing row while holding SHARE ROW EXCLUSIVE (a foreign "
-            "key, on both tables) or ACCESS EXCLUSIVE (a check): writes, or everything, wait",
-            "ADD CONSTRAINT … NOT VALID, then ALTER TABLE … VALIDATE CONSTRAINT … in a later "
-            "migration (SHARE UPDATE EXCLUSIVE: reads and writes go on)",
-        ),
-        Rule(
-            "constraint-left-not-valid",
-            "a constraint added NOT VALID and never validated in the release",
-            "existing rows were never checked against it, and the gate's own criterion "
-            "(every constraint validated) fails on the migrated database",
-            "ALTER TABLE … VALIDATE CONSTRAINT … in a later migration of the same release",
-        ),
-        Rule(
-            "unique-constraint-directly",
-            "a UNIQUE or PRIMARY KEY constraint added directly to an existing table",
-            "it builds its index under ACCESS EXCLUSIVE: reads and writes wait for the whole build",
-            "CREATE UNIQUE INDEX CONCURRENTLY first, then ADD CONSTRAINT … UNIQUE USING INDEX …",
-        ),
-        Rule(
-            "exclusion-constraint",
-            "an EXCLUDE constraint added to an existing table",
-            "it builds its index and checks every row under ACCESS EXCLUSIVE, and cannot be "
-            "added NOT VALID",
-            "create the table with it, or accept a maintenance window for the build",
-        ),
-        Rule(
-            "volatile-default",
-            "a column added with a volatile default",
-            "a volatile default (random(), gen_random_uuid(), clock_timestamp(), nextval() …) "
-            "rewrites the whole table under ACCESS EXCLUSIVE",
-            "add the column without a default (or with a constant one), backfill it in batches, "
-            "then SET DEFAULT for new rows",
-        ),
-        Rule(
-            "not-null-without-default",
-            "a NOT NULL column added to an existing table without a default",
-            "it fails on a table with rows, and a release still running does not write the column",
-            "add it nullable, backfill it, then add the NOT NULL the safe way (see set-not-null)",
-        ),
-        Rule(
-            "set-not-null",
-            "SET NOT NULL without a validated CHECK (column IS NOT NULL)",
-            "SET NOT NULL scans the whole table under ACCESS EXCLUSIVE to check it",
-            "ADD CONSTRAINT … CHECK (col IS NOT NULL) NOT VALID, VALIDATE it in a later migration, "
-            "then SET NOT NULL (PostgreSQL skips the scan) and drop the check",
-        ),
-        Rule(
-            "type-change-rewrite",
-            "a column type change that rewrites the table",
-            "ALTER COLUMN … TYPE rewrites the table and its indexes under ACCESS EXCLUSIVE "
-            "(only a few changes, like varchar(n) to text or a longer varchar, do not)",
-            "add a column of the new type, backfill it in batches, switch the application, drop "
-            "the old one in a held-back migration",
-        ),
-        Rule(
-            "rewriting-column",
-            "a serial, identity or stored generated column added to an existing table",
-            "filling it rewrites the whole table under ACCESS EXCLUSIVE",
-            "add a plain nullable column, backfill it in batches, then attach the sequence or "
-            "default for new rows",
-        ),
-        Rule(
-            "rename",
-            "a table or column renamed",
-            "the release still running uses the old name: its queries fail from the moment the "
-            "migration commits",
-            "add the new name alongside (a view, or a new column kept in sync), switch the "
-            "application, drop the old name in a held-back migration",
-        ),
-        Rule(
-            "drop",
-            "a column, table or database dropped, or a NOT NULL dropped",
-            "the release still running reads (or relies on) it: its queries fail once the "
-            "migration commits",
-            "drop it in a migration held back until the old release is gone "
-            "(`-- dbgate: hold-back 7d`)",
-        ),
-        Rule(
-            "truncate-cascade",
-            "TRUNCATE … CASCADE",
-            "it empties every table that references this one, under ACCESS EXCLUSIVE on all of "
-            "them",
-            "delete what must go explicitly, table by table, in batches",
-        ),
-        Rule(
-            "detach-not-concurrent",
-            "DETACH PARTITION without CONCURRENTLY",
-            "it holds ACCESS EXCLUSIVE on the parent table: every query on it waits",
-            "DETACH PARTITION … CONCURRENTLY, in a file of its own",
-        ),
-        Rule(
-            "domain-constraint",
-            "a constraint added to a domain without NOT VALID",
-            "it checks every column of that domain in every table, holding their locks",
-            "ALTER DOMAIN … ADD CONSTRAINT … NOT VALID, then VALIDATE CONSTRAINT later",
-        ),
-        Rule(
-            "no-lock-timeout",
-            "a lock that blocks reads or writes taken with no lock_timeout set in the file",
-            "waiting for the lock, the statement queues every later query on the table behind it",
-            "`SET lock_timeout = '500ms'` at the top of the file; `--dbgate=production` sets it "
-            "for you (dbgate_lock_timeout), so this is reported, not failed",
-            severity="report",
-        ),
-        Rule(
-            "transaction-nesting",
-            "BEGIN inside a transaction, or a transaction left open",
-            "a nested BEGIN is ignored with a warning (its COMMIT ends the outer transaction), "
-            "and an unterminated one is rolled back: the file does not do what it says",
-            "one BEGIN … COMMIT pair, or none (the gate runs a file in one transaction already)",
-        ),
-        Rule(
-            "outside-database",
-            "a statement that acts outside the migrated database",
-            "staging is a copy of one database: what the statement does to other databases, the "
-            "server, its files or other servers is not rehearsed there, and on production it "
-            "acts on production's server; the gate never applies it and no ignore silences it",
-            "take the statement out of the migration and have whoever runs the server do it, "
-            "on purpose, outside the release",
-            ignorable=False,
-        ),
-        Rule(
-            "not-idempotent",
-            "a statement without IF [NOT] EXISTS in a file that runs statement by statement",
-            "such a file cannot be rolled back: after a failure half of it stays applied, and "
-            "re-running it fails on what already exists",
-            "write CREATE … IF NOT EXISTS / DROP … IF EXISTS (or guard it in a DO block)",
-        ),
-    )
-}
 
 IGNORE = re.compile(
     r"--[ \t]*dbgate[ \t]*:[ \t]*ignore[ \t]+(?P<rule>[a-z0-9-]+)"
     r"(?:[ \t]+(?P<reason>\S.*?))?[ \t]*$",
     re.MULTILINE | re.IGNORECASE,
 )
-VOLATILE = {
-    "random",
-    "gen_random_uuid",
-    "uuid_generate_v1",
-    "uuid_generate_v1mc",
-    "uuid_generate_v4",
-    "clock_timestamp",
-    "timeofday",
-    "statement_timestamp",
-    "nextval",
-    "setseed",
-    "random_normal",
-}
-SERIAL_TYPES = {"serial", "bigserial", "smallserial", "serial2", "serial4", "serial8"}
 # Type changes PostgreSQL makes without a rewrite when the old type is one of these.
 NO_REWRITE_TARGETS = {"text", "varchar"}
 
@@ -256,7 +82,10 @@ class _Release:
     # table they are on): the old release never used them, so dropping them harms nobody.
     added_columns: set[tuple[str, str]] = field(default_factory=set)
     index_tables: dict[str, str] = field(default_factory=dict)
+    # (table, column) with a validated CHECK (column IS NOT NULL): SET NOT NULL skips its scan.
     not_null_checks: set[tuple[str, str]] = field(default_factory=set)
+    # CHECK (column IS NOT NULL) constraints added NOT VALID: (table, name) → column.
+    not_null_candidates: dict[tuple[str, str], str] = field(default_factory=dict)
     # Constraints added NOT VALID: (table, name) → where, until a VALIDATE names them.
     not_valid: dict[tuple[str, str], tuple[Migration, Statement]] = field(default_factory=dict)
 
@@ -394,9 +223,6 @@ def _transactions(
     return depth
 
 
-Check = tuple[str, str | None, str]
-
-
 def _check(
     node: ast.Node, release: _Release, migration: Migration, in_block: bool, followed: bool
 ) -> Iterator[Check]:
@@ -480,8 +306,9 @@ def _alter_table(node: ast.Node, release: _Release) -> Iterator[Check]:
             elif kind == ConstrType.CONSTR_EXCLUSION:
                 yield "exclusion-constraint", table, f"EXCLUDE constraint built on {table}"
         elif subtype == AlterTableType.AT_ValidateConstraint:
-            if cmd.name:
-                release.not_null_checks.add((_bare(table or ""), cmd.name))
+            column = release.not_null_candidates.get((_bare(table or ""), cmd.name or ""))
+            if column is not None:
+                release.not_null_checks.add((_bare(table or ""), column))
         elif subtype == AlterTableType.AT_AddColumn and isinstance(definition, ast.ColumnDef):
             dangerous = True
             if existing:
@@ -518,65 +345,24 @@ def _alter_table(node: ast.Node, release: _Release) -> Iterator[Check]:
         yield "no-lock-timeout", table, f"ALTER TABLE {table}"
 
 
-def _added_column(definition: ast.ColumnDef, table: str | None) -> Iterator[Check]:
-    constraints = [c for c in definition.constraints or () if isinstance(c, ast.Constraint)]
-    kinds = {c.contype for c in constraints}
-    name = definition.colname
-    type_name = _type_name(definition)
-    if type_name in SERIAL_TYPES:
-        yield "rewriting-column", table, f"{table}.{name} added as {type_name}"
-        return
-    if ConstrType.CONSTR_IDENTITY in kinds:
-        yield "rewriting-column", table, f"{table}.{name} added as an identity column"
-        return
-    if ConstrType.CONSTR_GENERATED in kinds:
-        yield "rewriting-column", table, f"{table}.{name} added as a stored generated column"
-        return
-    if ConstrType.CONSTR_CHECK in kinds or ConstrType.CONSTR_FOREIGN in kinds:
-        what = "CHECK" if ConstrType.CONSTR_CHECK in kinds else "REFERENCES"
-        yield (
-            "constraint-not-valid",
-            table,
-            f"{table}.{name} added with a {what} constraint, validated against every row",
-        )
-    default = next((c for c in constraints if c.contype == ConstrType.CONSTR_DEFAULT), None)
-    if default is not None and _volatile(default.raw_expr):
-        yield "volatile-default", table, f"{table}.{name} added with a volatile default"
-    if ConstrType.CONSTR_NOTNULL in kinds and default is None:
-        yield "not-null-without-default", table, f"{table}.{name} added NOT NULL without a default"
-
-
-def _type_name(definition: ast.ColumnDef) -> str:
-    type_name = definition.typeName
-    names = [getattr(n, "sval", "") for n in (type_name.names or ())] if type_name else []
-    name = names[-1] if names else ""
-    return {"int4": "integer", "int8": "bigint", "int2": "smallint"}.get(name, name)
-
-
-def _volatile(expression: object) -> bool:
-    found = False
-
-    def visit(value: object) -> None:
-        nonlocal found
-        if isinstance(value, ast.FuncCall):
-            name = getattr(value.funcname[-1], "sval", "") if value.funcname else ""
-            if name in VOLATILE:
-                found = True
-        if isinstance(value, ast.Node):
-            for attribute in value:
-                visit(getattr(value, attribute))
-        elif isinstance(value, tuple | list):
-            for item in value:
-                visit(item)
-
-    visit(expression)
-    return found
-
-
 def _has_not_null_check(release: _Release, table: str | None, column: str | None) -> bool:
-    """A CHECK (column IS NOT NULL) validated earlier in the release lets SET NOT NULL skip
-    the scan; by name we can only tell it was validated, which is what matters."""
-    return any(t == _bare(table or "") for t, _ in release.not_null_checks)
+    """A CHECK (column IS NOT NULL) of this very column, validated earlier in the release, lets
+    SET NOT NULL skip the scan; another constraint validated on the table does not."""
+    return (_bare(table or ""), column or "") in release.not_null_checks
+
+
+def _not_null_column(constraint: ast.Constraint) -> str | None:
+    """The column of a ``CHECK (column IS NOT NULL)``, or ``None`` for any other constraint."""
+    expression = constraint.raw_expr
+    if (
+        constraint.contype != ConstrType.CONSTR_CHECK
+        or not isinstance(expression, ast.NullTest)
+        or expression.nulltesttype != NullTestType.IS_NOT_NULL
+        or not isinstance(expression.arg, ast.ColumnRef)
+    ):
+        return None
+    last = (expression.arg.fields or ())[-1:]
+    return last[0].sval if last and isinstance(last[0], ast.String) else None
 
 
 def _others(node: ast.Node, release: _Release, in_block: bool) -> Iterator[Check]:
@@ -635,13 +421,16 @@ def _remember(
             if not isinstance(cmd, ast.AlterTableCmd):
                 continue
             definition = cmd.def_
-            if (
-                cmd.subtype == AlterTableType.AT_AddConstraint
-                and isinstance(definition, ast.Constraint)
-                and definition.skip_validation
-                and definition.conname
+            if cmd.subtype == AlterTableType.AT_AddConstraint and isinstance(
+                definition, ast.Constraint
             ):
-                release.not_valid[(table, definition.conname)] = (migration, statement)
+                column = _not_null_column(definition)
+                if column is not None and not definition.skip_validation:
+                    release.not_null_checks.add((table, column))
+                elif column is not None and definition.conname:
+                    release.not_null_candidates[(table, definition.conname)] = column
+                if definition.skip_validation and definition.conname:
+                    release.not_valid[(table, definition.conname)] = (migration, statement)
             elif cmd.subtype == AlterTableType.AT_ValidateConstraint and cmd.name:
                 release.not_valid.pop((table, cmd.name), None)
     if isinstance(node, ast.AlterTableStmt):

@@ -27,8 +27,7 @@ from pytest_dbgate.migrations.outcomes import Cause, Failure
 from pytest_dbgate.migrations.parse import Migration, Statement
 from pytest_dbgate.migrations.settle import drop_invalid_index
 from pytest_dbgate.migrations.tracking import APPLIED, IN_DOUBT, Tracking, resolution_sql
-
-Conn = psycopg.Connection[tuple[object, ...]]
+from pytest_dbgate.pg.connections import Conn
 
 # Where a run can stop, statement by statement (what the crash tests kill at): the statement
 # not started; marked in doubt (runs alone); executed (not yet recorded, or, in one transaction,

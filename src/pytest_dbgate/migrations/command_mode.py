@@ -19,10 +19,9 @@ from psycopg import sql
 
 from pytest_dbgate.core.commands import CommandResult, run_command
 from pytest_dbgate.migrations.parse import Migration
-from pytest_dbgate.observe.locks import LockReport, watching
-from pytest_dbgate.pg.connections import Endpoint, connect
-
-Conn = psycopg.Connection[tuple[object, ...]]
+from pytest_dbgate.observe.locks import watching
+from pytest_dbgate.observe.timeline import LockReport
+from pytest_dbgate.pg.connections import Conn, Endpoint, connect
 
 # Each tool's history: the table, and the query listing what it has applied (one name a row).
 HISTORIES: dict[str, str] = {

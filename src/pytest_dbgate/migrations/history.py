@@ -18,14 +18,12 @@ import uuid
 import zlib
 from dataclasses import dataclass
 
-import psycopg
 from psycopg import sql
 
 from pytest_dbgate.core.errors import HistoryError
 from pytest_dbgate.migrations.layouts import version_key
 from pytest_dbgate.migrations.parse import Migration
-
-Conn = psycopg.Connection[tuple[object, ...]]
+from pytest_dbgate.pg.connections import Conn
 
 
 @dataclass(frozen=True)

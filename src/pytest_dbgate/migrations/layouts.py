@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_dbgate.core.errors import ConfigError
+from pytest_dbgate.config.errors import ConfigError
 from pytest_dbgate.migrations.sqltext import read_sql
 
 FLAT = re.compile(r"^(?P<version>\d+)_(?P<name>[^/]+)\.sql$")

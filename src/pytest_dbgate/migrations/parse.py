@@ -20,8 +20,8 @@ from pglast import ast, parse_sql
 from pglast.enums import AlterTableType, ConstrType, ObjectType, ReindexObjectType
 from pglast.parser import ParseError
 
-from pytest_dbgate.config import parse_period
-from pytest_dbgate.core.errors import ConfigError
+from pytest_dbgate.config.errors import ConfigError
+from pytest_dbgate.config.model import parse_period
 from pytest_dbgate.migrations.commits import (
     Control,
     Recheck,

@@ -32,8 +32,9 @@ from datetime import datetime, timedelta
 
 import psycopg
 
-from pytest_dbgate.config import MAX_RETRY_WAIT_S
+from pytest_dbgate.config.settings import MAX_RETRY_WAIT_S
 from pytest_dbgate.core.interruptions import Interruptions
+from pytest_dbgate.core.results import Progress
 from pytest_dbgate.lint.outside import outside_action
 from pytest_dbgate.migrations.apply import (
     MIGRATION_RECORDED,
@@ -49,17 +50,13 @@ from pytest_dbgate.migrations.history import Applied, history_for
 from pytest_dbgate.migrations.layouts import version_key
 from pytest_dbgate.migrations.outcomes import Attempt, Cause, Failure, Outcome, Status
 from pytest_dbgate.migrations.parse import Migration, Statement
-from pytest_dbgate.migrations.settle import drop_invalid_index, settle
+from pytest_dbgate.migrations.resume import Resuming
+from pytest_dbgate.migrations.settle import drop_invalid_index
 from pytest_dbgate.migrations.tracking import (
-    APPLIED,
-    IN_DOUBT,
-    JournalEntry,
     TrackedMigration,
     Tracking,
 )
-
-Conn = psycopg.Connection[tuple[object, ...]]
-Progress = Callable[[str], None]
+from pytest_dbgate.pg.connections import Conn
 
 
 class _Unobserved:
@@ -91,7 +88,7 @@ class Policy:
         return float(min(self.retry_wait_s * 2 ** (attempt - 1), MAX_RETRY_WAIT_S))
 
 
-class Runner:
+class Runner(Resuming):
     """Applies a release's migrations to one database, once, in order."""
 
     def __init__(
@@ -394,83 +391,7 @@ class Runner:
 
     # -- where to start ---------------------------------------------------------------------
 
-    def _resume(self, migration: Migration) -> tuple[int, tuple[str, ...], Failure | None]:
-        """How many statements an earlier run applied (the journal, checked against the file),
-        with any in-doubt statement settled; or the failure that stops the run there."""
-        entries = self._tracking.journal(migration.version).get(migration.version, [])
-        if not entries:
-            return 0, (), None
-        statements = migration.statements
-        applied = [e.ordinal for e in entries if e.state == APPLIED]
-        through = max(applied, default=0)
-        for entry in entries:
-            if entry.ordinal > len(statements) or statements[entry.ordinal - 1].digest != (
-                entry.digest
-            ):
-                return through, (), _misfit(migration, entry, through)
-        if migration.transactional:
-            return (
-                through,
-                (),
-                Failure(
-                    f"an earlier run applied statements of this file one by one (up to "
-                    f"statement {max(e.ordinal for e in entries)}, recorded in dbgate.statements), "
-                    "but the file now runs in one transaction, which would run them again",
-                    None,
-                    None,
-                    None,
-                    through,
-                    Cause.JOURNAL,
-                ),
-            )
-        replayed = self._replay(migration, [e.ordinal for e in entries if e.state == APPLIED])
-        if replayed is not None:
-            return through, (), _located(replayed, through)
-        notes: list[str] = []
-        for entry in entries:
-            if entry.state != IN_DOUBT:
-                continue
-            statement = statements[entry.ordinal - 1]
-            settled = settle(self._conn, self._tracking, entry, statement)
-            if isinstance(settled, Failure):
-                return through, tuple(notes), _located(settled, through)
-            notes.append(
-                f"statement {entry.ordinal} (line {statement.line}) was in doubt after an "
-                f"earlier run stopped: {settled.reason}"
-            )
-            self._progress(f"{migration.id}: {notes[-1]}")
-            if settled.applied:
-                through = max(through, entry.ordinal)
-        self._applier.known[migration.version] = through
-        return through, tuple(notes), None
-
     # -- after a failure ---------------------------------------------------------------------
-
-    def _replay(self, migration: Migration, applied: list[int]) -> Failure | None:
-        """The session an earlier run had reached in this file: its applied ``SET``s (a
-        search_path, a role) again, in order, so what follows, and the catalog lookups that
-        settle an in-doubt statement, run as they did there."""
-        for ordinal in sorted(applied):
-            statement = migration.statements[ordinal - 1]
-            if statement.session is None:
-                continue
-            try:
-                self._conn.execute(statement.text)
-            except psycopg.Error as exc:
-                return Failure(
-                    f"could not set the session up as the earlier run had it: statement "
-                    f"{ordinal} (line {statement.line}) fails now: "
-                    f"{exc.diag.message_primary or exc}",
-                    exc.sqlstate,
-                    statement,
-                    statement.line,
-                    0,
-                    Cause.JOURNAL,
-                    ordinal,
-                )
-            if statement.session == "reset":
-                self._settings()
-        return None
 
     def _retry(self, migration: Migration, failure: Failure, attempts: list[Attempt]) -> bool:
         """After a lock timeout: clean up, wait, and say whether to try again."""
@@ -534,33 +455,6 @@ class Runner:
                 error=failure.error,
                 applied_by=self._applied_by,
             )
-
-
-def _misfit(migration: Migration, entry: JournalEntry, through: int) -> Failure:
-    statements = migration.statements
-    when = f"{entry.started_at:%Y-%m-%d %H:%M %Z}"
-    if entry.ordinal > len(statements):
-        what = f"the file now has only {len(statements)} statements"
-        statement = None
-    else:
-        statement = statements[entry.ordinal - 1]
-        what = f"the file's statement {entry.ordinal} (line {statement.line}) is not that one"
-    return Failure(
-        f"an earlier run applied statement {entry.ordinal} of this file on {when} "
-        f"(recorded in dbgate.statements), but {what}: the statements applied then must not "
-        "change",
-        None,
-        statement,
-        statement.line if statement else None,
-        through,
-        Cause.JOURNAL,
-        entry.ordinal,
-    )
-
-
-def _located(failure: Failure, through: int) -> Failure:
-    """An in-doubt failure from :func:`settle`, with what the file has applied so far."""
-    return dataclasses.replace(failure, statements_committed=through)
 
 
 def _outside(migration: Migration) -> Failure | None:

@@ -18,8 +18,7 @@ from psycopg import sql
 from pytest_dbgate.migrations.outcomes import Cause, Failure
 from pytest_dbgate.migrations.parse import Statement
 from pytest_dbgate.migrations.tracking import JournalEntry, Tracking
-
-Conn = psycopg.Connection[tuple[object, ...]]
+from pytest_dbgate.pg.connections import Conn
 
 # An index on a table, by the table (as regclass reads it) and the index's name.
 INDEX_ON_TABLE = """

@@ -20,14 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
 
 from pytest_dbgate.migrations.history import History, history_for
 from pytest_dbgate.migrations.parse import Migration, Statement
-
-Conn = psycopg.Connection[tuple[object, ...]]
+from pytest_dbgate.pg.connections import Conn
 
 SCHEMA = "dbgate"
 MIGRATIONS = sql.Identifier(SCHEMA, "migrations")

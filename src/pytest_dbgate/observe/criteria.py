@@ -10,11 +10,10 @@ from pytest_dbgate.core.errors import CriterionFailed
 from pytest_dbgate.core.run import StepFailed, migration_step
 from pytest_dbgate.migrations.outcomes import Status
 from pytest_dbgate.migrations.parse import BATCHES, Migration
-from pytest_dbgate.observe.locks import CONFLICTS, HeldLock, LockReport, sql_mode
+from pytest_dbgate.observe.lockmodes import sql_mode, strength
 from pytest_dbgate.observe.remeasure import Measure, again, median
-from pytest_dbgate.staging.gate import (
-    Gate,
-)
+from pytest_dbgate.observe.timeline import HeldLock, LockReport
+from pytest_dbgate.staging.gate import Gate
 
 
 @dataclass(frozen=True)
@@ -149,19 +148,15 @@ def _strongest_per_table(locks: list[HeldLock]) -> list[HeldLock]:
     strongest: dict[str, HeldLock] = {}
     for lock in locks:
         current = strongest.get(lock.relation)
-        if current is None or _strength(lock.mode) > _strength(current.mode):
+        if current is None or strength(lock.mode) > strength(current.mode):
             strongest[lock.relation] = lock
     return sorted(strongest.values(), key=lambda lock: (-lock.held_ms, lock.relation))
-
-
-def _strength(mode: str) -> int:
-    return list(CONFLICTS).index(mode) if mode in CONFLICTS else -1
 
 
 def _cause(report: LockReport, table: str) -> HeldLock | None:
     """The lock on ``table`` that traffic most likely queued behind: the strongest, longest."""
     on_table = [lock for lock in report.locks if lock.relation == table and lock.dangerous]
-    return max(on_table, key=lambda lock: (_strength(lock.mode), lock.held_ms), default=None)
+    return max(on_table, key=lambda lock: (strength(lock.mode), lock.held_ms), default=None)
 
 
 def lock_figures(report: LockReport) -> Figures:

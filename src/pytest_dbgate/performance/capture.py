@@ -22,8 +22,9 @@ from pathlib import Path
 
 import psycopg
 
-from pytest_dbgate.config import GateConfig
+from pytest_dbgate.config.model import GateConfig
 from pytest_dbgate.core.errors import PerformanceError
+from pytest_dbgate.core.results import Progress
 from pytest_dbgate.performance.compaction import Compacted
 from pytest_dbgate.performance.report import report_markdown, write_capture
 from pytest_dbgate.performance.sidebyside import Budget, Measured, Side, measure
@@ -31,9 +32,8 @@ from pytest_dbgate.performance.stats import QueryStats, Snapshot, explain, read_
 from pytest_dbgate.performance.timing import Breakdown, where_time_went
 from pytest_dbgate.performance.verdicts import Comparison, Thresholds, judge_tests, judge_workload
 from pytest_dbgate.performance.workload import WorkloadQuery
+from pytest_dbgate.pg.connections import Conn
 
-Conn = psycopg.Connection[tuple[object, ...]]
-Progress = Callable[[str], None]
 SIDE_BY_SIDE = "side by side"
 ALONE = "one phase after the other"
 

@@ -18,13 +18,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
 
 from pytest_dbgate.performance.stats import MARKER
+from pytest_dbgate.pg.connections import Conn
 
-Conn = psycopg.Connection[tuple[object, ...]]
 GROWTH = 1.2
 MIN_PAGES = 8
 

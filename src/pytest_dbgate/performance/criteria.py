@@ -9,9 +9,7 @@ from pytest_dbgate.core.criterion import Criterion, Figures
 from pytest_dbgate.core.errors import CriterionFailed
 from pytest_dbgate.performance.capture import Capture
 from pytest_dbgate.performance.verdicts import MIN_TEST_CALLS, Comparison, Verdict
-from pytest_dbgate.staging.gate import (
-    Gate,
-)
+from pytest_dbgate.staging.gate import Gate
 
 
 def _capture_figures(capture: Capture) -> Figures:

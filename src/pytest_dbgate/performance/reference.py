@@ -20,10 +20,8 @@ from collections.abc import Callable
 import psycopg
 
 from pytest_dbgate.core.errors import PerformanceError
-from pytest_dbgate.pg.connections import Endpoint
+from pytest_dbgate.pg.connections import Conn, Endpoint
 from pytest_dbgate.pg.servers import create_gate_database, drop_gate_database
-
-Conn = psycopg.Connection[tuple[object, ...]]
 
 
 def reference_name(gate_database: str) -> str:

@@ -30,8 +30,8 @@ import psycopg
 from pytest_dbgate.performance.confidence import MIN_ROUNDS
 from pytest_dbgate.performance.timing import Run, run_once
 from pytest_dbgate.performance.workload import WorkloadQuery
+from pytest_dbgate.pg.connections import Conn
 
-Conn = psycopg.Connection[tuple[object, ...]]
 Clock = Callable[[], float]
 WARM_UP_ROUNDS = 2
 SLOW_S = 2.0  # a query measured for longer than this gets its own progress line

@@ -21,7 +21,7 @@ import sqlparse
 from psycopg import sql
 from psycopg.rows import class_row
 
-Conn = psycopg.Connection[tuple[object, ...]]
+from pytest_dbgate.pg.connections import Conn
 
 MARKER = "/* dbgate */"
 SNAPSHOT_QUERY = f"""

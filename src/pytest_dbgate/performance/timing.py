@@ -24,8 +24,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from pytest_dbgate.performance.stats import MARKER, plan_nodes
-
-Conn = psycopg.Connection[tuple[object, ...]]
+from pytest_dbgate.pg.connections import Conn
 
 RUN = "EXPLAIN (ANALYZE, TIMING OFF, BUFFERS, FORMAT JSON) {}"
 TIMED = "EXPLAIN (ANALYZE, TIMING ON, BUFFERS, FORMAT JSON) {}"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pglast import ast
 
-from pytest_dbgate.core.errors import ConfigError
+from pytest_dbgate.config.errors import ConfigError
 from pytest_dbgate.migrations.parse import chunks
 from pytest_dbgate.migrations.sqltext import read_sql
 

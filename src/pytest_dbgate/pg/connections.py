@@ -16,9 +16,13 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from pytest_dbgate.core.errors import ConfigError, ConnectError
+from pytest_dbgate.config.errors import ConfigError
+from pytest_dbgate.core.errors import ConnectError
 from pytest_dbgate.core.masking import mask
 
+# The one connection type of the gate: rows as tuples, typed per query with row factories
+# (psycopg.rows.class_row) where the values are read.
+Conn = psycopg.Connection[tuple[object, ...]]
 APPLICATION_NAME = "pytest-dbgate"
 CONNECT_TIMEOUT_S = 10
 

@@ -8,9 +8,7 @@ from typing import ClassVar
 from pytest_dbgate.core.criterion import Criterion, Figures
 from pytest_dbgate.core.errors import CriterionFailed
 from pytest_dbgate.core.run import Database
-from pytest_dbgate.staging.gate import (
-    Gate,
-)
+from pytest_dbgate.staging.gate import Gate
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,10 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-import psycopg
 from psycopg.rows import class_row
 
 from pytest_dbgate.core.errors import SafetyError
-
-Conn = psycopg.Connection[tuple[object, ...]]
+from pytest_dbgate.pg.connections import Conn
 
 GATE_LOCK_WAIT_S = 5.0
 NAMESPACE = "pytest-dbgate"

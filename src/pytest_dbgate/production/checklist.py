@@ -19,7 +19,7 @@ from pytest_dbgate.core.errors import CriterionFailed, RecordError
 from pytest_dbgate.core.record import format_period, now_utc, run_differences
 from pytest_dbgate.core.run import migration_step
 from pytest_dbgate.migrations.criteria import MigrationApplied
-from pytest_dbgate.observe.locks import touched_relations
+from pytest_dbgate.observe.relations import touched_relations
 from pytest_dbgate.pg.criteria import pool_headroom
 from pytest_dbgate.production.deployment import (
     IDLE_IN_TRANSACTION_MS,

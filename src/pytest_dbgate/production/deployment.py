@@ -17,18 +17,21 @@ from typing import TYPE_CHECKING, Protocol
 import psycopg
 
 from pytest_dbgate import __version__
-from pytest_dbgate.config import GateConfig, parse_period
+from pytest_dbgate.config.errors import ConfigError
+from pytest_dbgate.config.model import GateConfig, parse_period
 from pytest_dbgate.core.commands import CommandResult, run_command
-from pytest_dbgate.core.errors import ConfigError, Figure
+from pytest_dbgate.core.errors import Figure
 from pytest_dbgate.core.interruptions import Interruptions
 from pytest_dbgate.core.record import GateRecord, load
-from pytest_dbgate.core.run import Conn, Database, Progress, Run, StepFailed, migration_step
+from pytest_dbgate.core.results import Progress
+from pytest_dbgate.core.run import Database, Run, StepFailed, migration_step
 from pytest_dbgate.migrations.outcomes import Status
 from pytest_dbgate.migrations.parse import Migration, Statement, discover
 from pytest_dbgate.migrations.runner import Policy, Runner
 from pytest_dbgate.migrations.tracking import JournalEntry, Tracking, applied_versions
-from pytest_dbgate.observe.locks import blockers, statement_relations
-from pytest_dbgate.pg.connections import Endpoint, connect
+from pytest_dbgate.observe.locks import blockers
+from pytest_dbgate.observe.relations import statement_relations
+from pytest_dbgate.pg.connections import Conn, Endpoint, connect
 from pytest_dbgate.pg.gatelock import client_tag, keep_gate_lock, take_gate_lock
 from pytest_dbgate.pg.servers import server_identity
 

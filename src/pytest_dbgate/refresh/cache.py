@@ -15,12 +15,11 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-import psycopg
 from psycopg import sql
 
+from pytest_dbgate.pg.connections import Conn
 from pytest_dbgate.pg.servers import MARKER
 
-Conn = psycopg.Connection[tuple[object, ...]]
 PREFIX = f"{MARKER}: cached snapshot "
 
 # Tables, columns and types, constraints and indexes of the user's schemas: what a deploy changes.

@@ -7,17 +7,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from pytest_dbgate.core.criterion import Conn, Criterion, DbgateWarning, Figures
+from pytest_dbgate.core.criterion import Criterion, DbgateWarning, Figures
 from pytest_dbgate.core.errors import CriterionFailed, Figure
 from pytest_dbgate.core.record import (
     format_period,
     now_utc,
 )
 from pytest_dbgate.core.run import Database
+from pytest_dbgate.pg.connections import Conn
 from pytest_dbgate.refresh.dumpfile import size
-from pytest_dbgate.staging.gate import (
-    Gate,
-)
+from pytest_dbgate.staging.gate import Gate
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ from datetime import datetime, timezone
 from io import BufferedReader
 from pathlib import Path
 
-from pytest_dbgate.core.errors import ConfigError, RefreshError
+from pytest_dbgate.config.errors import ConfigError
+from pytest_dbgate.core.errors import RefreshError
 from pytest_dbgate.pg.binaries import PgBinaries
 from pytest_dbgate.pg.servers import ServerIdentity
 

@@ -21,12 +21,12 @@ from functools import partial
 from pathlib import Path
 from typing import IO
 
-import psycopg
 from psycopg import sql
 
 from pytest_dbgate.core.errors import RefreshError
+from pytest_dbgate.core.results import Progress
 from pytest_dbgate.pg.binaries import PgBinaries
-from pytest_dbgate.pg.connections import Endpoint, connection
+from pytest_dbgate.pg.connections import Conn, Endpoint, connection
 from pytest_dbgate.refresh.dumpfile import DumpFile, plain_chunks, size, tree_size
 
 # Leaf tables the user owns: what pg_dump dumps data for and what the row counts compare.
@@ -48,9 +48,6 @@ ORDER BY 1, 2
 BENIGN_RESTORE_ERRORS = ("must be owner of extension", "must be owner of schema public")
 # A plain dump sets owners and grants to production's roles; staging may not have them.
 PLAIN_TOLERATED = ('ERROR:  role "',)
-
-Progress = Callable[[str], None]
-Conn = psycopg.Connection[tuple[object, ...]]
 
 
 @dataclass(frozen=True)

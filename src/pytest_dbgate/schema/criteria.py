@@ -14,9 +14,7 @@ from pytest_dbgate.core.run import Run
 from pytest_dbgate.migrations.outcomes import Status
 from pytest_dbgate.migrations.parse import Migration
 from pytest_dbgate.migrations.tracking import MIGRATIONS
-from pytest_dbgate.staging.gate import (
-    Gate,
-)
+from pytest_dbgate.staging.gate import Gate
 
 UNVALIDATED = f"""
 SELECT CASE WHEN c.conrelid <> 0 THEN c.conrelid::regclass::text

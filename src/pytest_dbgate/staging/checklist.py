@@ -48,14 +48,25 @@ from pytest_dbgate.staging.verdict import GateRecordWritten
 
 def staging_checklist(gate: Gate, extensions: Sequence[str]) -> list[Criterion[Any]]:
     """Every criterion of a staging gate, in the order a release engineer reads them."""
-    migrations = gate.migrations
+    source = (DUMP_FILE,) if gate.config.file_only else (SOURCE,)
+    return [
+        *lint_checklist(gate),
+        *_refresh(gate, extensions),
+        *_migrate(gate),
+        *_schema(gate),
+        *_after(gate),
+        GateRecordWritten("gate_record", gate.config.record, (*source, STAGING_SERVER)),
+    ]
+
+
+def _refresh(gate: Gate, extensions: Sequence[str]) -> list[Criterion[Any]]:
+    """The copy, the servers and the connections to spare."""
     where = gate.config.migrations
-    pool_size = gate.config.pool_size
     file_only = gate.config.file_only
     # What the source-side checks read: the source database, or only the dump file.
     source = (DUMP_FILE,) if file_only else (SOURCE,)
     restored_from = (gate.origin,) if file_only else (SOURCE, gate.origin)
-    checklist: list[Criterion[Any]] = [*lint_checklist(gate)]
+    checklist: list[Criterion[Any]] = []
     if not file_only:
         checklist.append(SourceReachable("source_reachable", where, owns=(SOURCE,)))
     if gate.dump is not None:
@@ -70,9 +81,16 @@ def staging_checklist(gate: Gate, extensions: Sequence[str]) -> list[Criterion[A
             for name in extensions
         ),
         StagingReachable("staging_reachable", where, (SNAPSHOT,), (STAGING_SERVER,)),
-        PoolHeadroom("pool_headroom", where, (STAGING_SERVER,), pool_size=pool_size),
+        PoolHeadroom("pool_headroom", where, (STAGING_SERVER,), pool_size=gate.config.pool_size),
     ]
-    config = gate.config
+    return checklist
+
+
+def _migrate(gate: Gate) -> list[Criterion[Any]]:
+    """Each migration applied and watched (or the project's migrate command), then the tests
+    command's before phase and the baseline."""
+    config, where = gate.config, gate.config.migrations
+    checklist: list[Criterion[Any]] = []
     if config.migrate_command is not None:
         from pytest_dbgate.staging.command_items import CommandLocksHeldBriefly, MigrateCommandRan
 
@@ -80,7 +98,7 @@ def staging_checklist(gate: Gate, extensions: Sequence[str]) -> list[Criterion[A
             MigrateCommandRan("command", where, (SNAPSHOT,), (COMMAND,)),
             CommandLocksHeldBriefly("locks[command]", where, (SNAPSHOT, COMMAND)),
         ]
-    for index, migration in enumerate(() if config.migrate_command else migrations):
+    for index, migration in enumerate(() if config.migrate_command else gate.migrations):
         owns = (migration_step(migration),) + ((RUNNER,) if index == 0 else ())
         checklist.append(
             MigrationApplied(
@@ -107,8 +125,13 @@ def staging_checklist(gate: Gate, extensions: Sequence[str]) -> list[Criterion[A
         )
     if gate.performance is not None:
         checklist.append(BaselineCaptured("baseline_captured", where, (SNAPSHOT,), (BASELINE,)))
+    return checklist
+
+
+def _schema(gate: Gate) -> list[Criterion[Any]]:
+    config, where = gate.config, gate.config.migrations
     schema_needs = (SNAPSHOT, COMMAND if config.migrate_command else RUNNER)
-    checklist += [
+    checklist: list[Criterion[Any]] = [
         ConstraintsValidated("constraints_validated", where, schema_needs, needs_migrations=True),
         IndexesValid("indexes_valid_and_ready", where, schema_needs, needs_migrations=True),
     ]
@@ -119,9 +142,16 @@ def staging_checklist(gate: Gate, extensions: Sequence[str]) -> list[Criterion[A
                 where,
                 schema_needs,
                 needs_migrations=True,
-                migrations=tuple(migrations),
+                migrations=tuple(gate.migrations),
             )
         )
+    return checklist
+
+
+def _after(gate: Gate) -> list[Criterion[Any]]:
+    """The after phase: post-migrate command, the tests command, the performance verdicts."""
+    config, where = gate.config, gate.config.migrations
+    checklist: list[Criterion[Any]] = []
     if config.post_migrate_command:
         checklist.append(PostMigrateCommand("post_migrate_command", where, owns=(MIGRATED,)))
     if config.test_command:
@@ -137,5 +167,4 @@ def staging_checklist(gate: Gate, extensions: Sequence[str]) -> list[Criterion[A
             for q in gate.performance.workload
         ]
         checklist.append(TestQueriesNotSlower("test_queries", where, perf_needs))
-    checklist.append(GateRecordWritten("gate_record", config.record, (*source, STAGING_SERVER)))
     return checklist

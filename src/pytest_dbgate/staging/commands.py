@@ -9,9 +9,7 @@ from pytest_dbgate.core.commands import CommandResult, run_command
 from pytest_dbgate.core.criterion import Criterion, Figures
 from pytest_dbgate.core.errors import CriterionFailed
 from pytest_dbgate.core.run import Run
-from pytest_dbgate.staging.gate import (
-    Gate,
-)
+from pytest_dbgate.staging.gate import Gate
 
 
 @dataclass(frozen=True)

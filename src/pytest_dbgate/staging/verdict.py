@@ -20,9 +20,7 @@ from pytest_dbgate.core.record import (
 )
 from pytest_dbgate.core.run import Database
 from pytest_dbgate.refresh.dumpfile import DumpFile
-from pytest_dbgate.staging.gate import (
-    Gate,
-)
+from pytest_dbgate.staging.gate import Gate
 
 
 @dataclass(frozen=True)
