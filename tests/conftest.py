@@ -39,6 +39,39 @@ STAGING_PASSWORD = "st4ging-s3cret"
 QUIET_PLUGINS = ("-p", "no:cacheprovider", "-p", "no:benchmark", "-p", "no:hypothesispytest")
 
 
+# What needs PostgreSQL (its programs or a server) or runs the gate end to end through pytester.
+# Tests using none of these are the fast layer: `pytest tests -m "not postgres"`.
+SLOW_FIXTURES = frozenset(
+    {
+        "pytester",
+        "binaries",
+        "source_server",
+        "staging_server",
+        "prod_db",
+        "perf_db",
+        "locks_db",
+        "full_demo_db",
+        "deploy_db",
+        "scratch_db",
+        "servers",
+    }
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "postgres: needs PostgreSQL (programs or a server) or runs the gate through pytester; "
+        'deselect with -m "not postgres" for the fast layer',
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.postgres)
+
+
 @pytest.fixture(scope="session")
 def binaries() -> PgBinaries:
     return find_binaries(None, ("pg_ctl", "pg_dump", "pg_restore"))

@@ -198,6 +198,7 @@ def test_every_numeric_option_declares_its_range() -> None:
         "migration_timeout",
         "lock_retries",
         "lock_retry_wait",
+        "max_idle_in_transaction_ms",
         "holdbacks",
         "snapshot_max_age",
         "pool_size",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -18,9 +18,9 @@ from pytest_dbgate.config.model import read_config
 from pytest_dbgate.config.settings import add_options
 
 if TYPE_CHECKING:
-    from pytest_dbgate.core.criterion import Criterion
-    from pytest_dbgate.core.results import Results
-    from pytest_dbgate.core.run import Run
+    from pytest_dbgate.config.model import GateConfig
+    from pytest_dbgate.core.results import Progress, Results
+    from pytest_dbgate.core.run import Reporter, Run
     from pytest_dbgate.migrations.parse import Migration
 
 pytest_plugins = ["pytest_dbgate.fixtures"]
@@ -60,24 +60,10 @@ def pytest_configure(config: pytest.Config) -> None:
         check_outputs(gate_config.report_dir, gate_config.record if staging else None)
         results = Results(gate_config.mode, secrets=gather(gate_config))
         config.pluginmanager.register(Redaction(results.secrets), "dbgate-redaction")
-        gate: Run
-        if gate_config.mode == "staging":
-            from pytest_dbgate.staging.gate import open_gate
-
-            gate = open_gate(gate_config, _progress(config), results)
-        elif gate_config.mode == "production":
-            from pytest_dbgate.production.deployment import open_deployment
-
-            gate = open_deployment(gate_config, _progress(config), results)
-        else:
-            from pytest_dbgate.core.run import LintRun
-            from pytest_dbgate.migrations.parse import discover
-
-            migrations = discover(gate_config.migrations, gate_config.layout)
-            gate = LintRun(gate_config, migrations, _progress(config), results)
+        gate = _open_run(gate_config, _progress(config), results)
     except DbgateError as error:
         raise pytest.UsageError(str(error)) from None
-    if gate_config.mode == "production" and config.option.setuponly:
+    if config.option.setuponly and not gate.allows_setup_only:
         raise pytest.UsageError(
             "--setup-only would apply the migrations while setting up the deploy's checks, "
             "without running them\n  what to do: drop --setup-only from the production run"
@@ -86,6 +72,22 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[GATE_KEY] = gate
     config.pluginmanager.register(GateHooks(config), "dbgate-gate")
     _interrupt_on_sigterm(config)
+
+
+def _open_run(config: GateConfig, progress: Progress, results: Results) -> Run:
+    """The run of the mode asked for; from here on the plugin never asks which mode it is."""
+    if config.mode == "staging":
+        from pytest_dbgate.staging.gate import open_gate
+
+        return open_gate(config, progress, results)
+    if config.mode == "production":
+        from pytest_dbgate.production.deployment import open_deployment
+
+        return open_deployment(config, progress, results)
+    from pytest_dbgate.core.run import LintRun
+    from pytest_dbgate.migrations.parse import discover
+
+    return LintRun(config, discover(config.migrations, config.layout), progress, results)
 
 
 def _boundary(config: pytest.Config, mode: str) -> Callable[[str, Migration, int | None], None]:
@@ -158,7 +160,7 @@ def _progress(config: pytest.Config) -> Callable[[str], None]:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     gate = metafunc.config.stash.get(GATE_KEY, None)
-    if gate is not None and gate.mode == "staging":
+    if gate is not None and gate.runs_project_tests:
         from pytest_dbgate.staging.phases import parametrize
 
         parametrize(metafunc)
@@ -191,10 +193,10 @@ class GateHooks:
         from pytest_dbgate.core.results import belongs_to_gate
         from pytest_dbgate.staging.phases import arrange, phase_of
 
-        generated = build_items(session, self.gate, self._checklist())
+        generated = build_items(session, self.gate, self.gate.checklist())
         self.generated = list(generated)
         self.results.generated = len(generated)
-        if self.gate.mode in ("production", "lint"):
+        if not self.gate.runs_project_tests:
             # A deploy deploys and a lint lints: the project's tests run in the staging gate.
             if items:
                 self.config.hook.pytest_deselected(items=list(items))
@@ -225,24 +227,6 @@ class GateHooks:
 
         return GateScheduling(config, log)
 
-    def _checklist(self) -> list[Criterion[Any]]:
-        from pytest_dbgate.production.deployment import Deployment
-        from pytest_dbgate.staging.gate import Gate
-
-        if self.gate.mode == "lint":
-            from pytest_dbgate.lint.criteria import lint_checklist
-
-            return lint_checklist(self.gate)
-        if isinstance(self.gate, Deployment):
-            from pytest_dbgate.production.checklist import production_checklist
-
-            return production_checklist(self.gate)
-        assert isinstance(self.gate, Gate)
-        from pytest_dbgate.staging.checklist import staging_checklist
-        from pytest_dbgate.staging.gate import required_extensions
-
-        return staging_checklist(self.gate, required_extensions(self.gate))
-
     @pytest.hookimpl(wrapper=True)
     def pytest_ignore_collect(
         self, collection_path: Path, config: pytest.Config
@@ -263,72 +247,19 @@ class GateHooks:
             self.results.uncollected.append(f"{report.nodeid} (skipped whole)")
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        if self.gate.mode == "production" and not self.config.option.collectonly:
-            selected = set(session.items)
-            left_out = [item.nodeid for item in self.generated if item not in selected]
-            if left_out:
-                from pytest_dbgate.config.errors import ConfigError
+        from pytest_dbgate.core.errors import DbgateError
 
-                raise pytest.UsageError(str(ConfigError.partial_deploy(left_out[:20])))
-        self.gate.selected = set(session.items)
-        if self.gate.mode == "staging" and session.items and not self.config.option.collectonly:
-            from pytest_dbgate.core.record import invalidate
-
-            # Until this run passes, the previous run's record no longer speaks for the release.
-            if invalidate(self.gate.config.record):
-                _progress(self.config)(
-                    f"removed the previous gate record {self._shown(self.gate.config.record)}"
-                )
+        selected: set[Reporter] = set(session.items)
+        if self.config.option.collectonly:
+            self.gate.selected = selected
+            return
+        try:
+            self.gate.collected(selected, list(self.generated))
+        except DbgateError as error:
+            raise pytest.UsageError(str(error)) from None
 
     def pytest_report_header(self) -> list[str]:
-        cfg = self.gate.config
-        if self.gate.mode == "lint":
-            return [
-                f"dbgate: lint of {len(self.gate.migrations)} migration(s) in "
-                f"{self._shown(cfg.migrations)} (no database)"
-            ]
-        if self.gate.mode == "production":
-            return [
-                f"dbgate: production deploy of {len(self.gate.migrations)} migration(s) in "
-                f"{self._shown(cfg.migrations)}{self._layout()}",
-                f"dbgate: target: {cfg.production_url_setting}; gate record: "
-                f"{self._shown(cfg.record)}",
-            ]
-        from pytest_dbgate.staging.gate import Gate
-
-        assert isinstance(self.gate, Gate)
-        if cfg.embedded_source:
-            source = "embedded server seeded from " + ", ".join(self._shown(p) for p in cfg.seed)
-        elif cfg.file_only:
-            source = "none"
-        else:
-            source = cfg.source_url_setting
-        if self.gate.dump is not None:
-            source += f" (data from the dump file {self._shown(self.gate.dump.path)})"
-        staging = "embedded server" if cfg.embedded_staging else cfg.staging_url_setting
-        what = (
-            f"the migrate command `{cfg.migrate_command}`"
-            if cfg.migrate_command
-            else f"{len(self.gate.migrations)} migration(s) in "
-            f"{self._shown(cfg.migrations)}{self._layout()}"
-        )
-        return [
-            f"dbgate: {cfg.mode} gate of {what}",
-            f"dbgate: source: {source}; staging: {staging}",
-            f"dbgate: PostgreSQL programs: {self.gate.binaries.bindir}",
-        ]
-
-    def _layout(self) -> str:
-        """`` (layout prisma, history _prisma_migrations)``: how the folder is read, and which
-        table says what is applied."""
-        from pytest_dbgate.migrations.history import history_for
-
-        layouts = {m.layout for m in self.gate.migrations}
-        if len(layouts) != 1:
-            return ""
-        layout = layouts.pop()
-        history = history_for(layout)
-        return f" (layout {layout}" + (f", history {history.table})" if history else ")")
+        return self.gate.header()
 
     def _shown(self, path: Path) -> str:
         try:

@@ -22,6 +22,7 @@ from pytest_dbgate.config.settings import (
     DEFAULT_LOCK_RETRY_WAIT_S,
     DEFAULT_LOCK_TIMEOUT_MS,
     DEFAULT_MAX_BLOCK_MS,
+    DEFAULT_MAX_IDLE_IN_TRANSACTION_MS,
     DEFAULT_MAX_LOCK_MS,
     DEFAULT_MAX_REGRESSION,
     DEFAULT_MIGRATION_TIMEOUT_S,
@@ -86,6 +87,7 @@ class GateConfig:
     lock_timeout_ms: float = DEFAULT_LOCK_TIMEOUT_MS
     migration_timeout_s: float = DEFAULT_MIGRATION_TIMEOUT_S
     lock_retries: int = DEFAULT_LOCK_RETRIES
+    max_idle_in_transaction_ms: float = DEFAULT_MAX_IDLE_IN_TRANSACTION_MS
     lock_retry_wait_s: float = DEFAULT_LOCK_RETRY_WAIT_S
     holdbacks: tuple[tuple[str, timedelta], ...] = ()
     release_early: tuple[str, ...] = ()
@@ -161,6 +163,9 @@ def read_config(config: pytest.Config) -> GateConfig | None:
         lock_timeout_ms=reader.number("lock_timeout", DEFAULT_LOCK_TIMEOUT_MS),
         migration_timeout_s=reader.number("migration_timeout", DEFAULT_MIGRATION_TIMEOUT_S),
         lock_retries=reader.whole("lock_retries", DEFAULT_LOCK_RETRIES),
+        max_idle_in_transaction_ms=reader.number(
+            "max_idle_in_transaction_ms", DEFAULT_MAX_IDLE_IN_TRANSACTION_MS
+        ),
         lock_retry_wait_s=reader.number("lock_retry_wait", DEFAULT_LOCK_RETRY_WAIT_S),
         holdbacks=reader.holdbacks(),
         release_early=reader.one_off("release_early"),

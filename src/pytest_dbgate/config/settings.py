@@ -32,6 +32,7 @@ DEFAULT_LOCK_TIMEOUT_MS = 500
 # an endless loop ends the CI job with a message instead of its hard timeout.
 DEFAULT_MIGRATION_TIMEOUT_S = 1800.0
 DEFAULT_LOCK_RETRIES = 5
+DEFAULT_MAX_IDLE_IN_TRANSACTION_MS = 5_000
 DEFAULT_LOCK_RETRY_WAIT_S = 1.0
 MAX_RETRY_WAIT_S = 60.0  # a wait doubles per retry up to this
 SIGNING_KEY_ENV = "DBGATE_SIGNING_KEY"
@@ -222,6 +223,14 @@ SETTINGS: tuple[Setting, ...] = (
         "max_block_ms",
         f"longest a simulated application session may wait for a migration (default: "
         f"{DEFAULT_MAX_BLOCK_MS})",
+        metavar="MS",
+        range=Range(0, DAY_MS, "milliseconds"),
+    ),
+    Setting(
+        "max_idle_in_transaction_ms",
+        "production: a session idle in a transaction longer than this (holding its locks until "
+        "someone ends it) fails the no_blocking_sessions preflight (default: "
+        f"{DEFAULT_MAX_IDLE_IN_TRANSACTION_MS})",
         metavar="MS",
         range=Range(0, DAY_MS, "milliseconds"),
     ),

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pytest_dbgate.config.errors import ConfigError
 from pytest_dbgate.config.model import GateConfig
@@ -25,6 +26,7 @@ from pytest_dbgate.pg.servers import ServerIdentity
 
 if TYPE_CHECKING:
     from pytest_dbgate.core.commands import CommandResult
+    from pytest_dbgate.core.criterion import Criterion
     from pytest_dbgate.core.results import Results
     from pytest_dbgate.migrations.apply import Boundary
     from pytest_dbgate.migrations.outcomes import Outcome
@@ -106,10 +108,14 @@ class Run:
 
     def rel(self, migration: Migration) -> str:
         """A migration's path as the user knows it: relative to the project root."""
+        return self.shown(migration.path)
+
+    def shown(self, path: Path) -> str:
+        """A path as the user knows it: relative to the project root when it is inside."""
         try:
-            return str(migration.path.relative_to(self.config.rootdir))
+            return str(path.relative_to(self.config.rootdir))
         except ValueError:
-            return str(migration.path)
+            return str(path)
 
     # -- ownership ---------------------------------------------------------------------------
 
@@ -165,6 +171,25 @@ class Run:
         """A session on the database the migrations were applied to, closed with the run."""
         raise NotImplementedError
 
+    # -- what the plugin asks every run, whatever its mode ---------------------------------------
+
+    # Whether the project's own tests run in this mode (staging: before and after migrating).
+    runs_project_tests = False
+    allows_setup_only = True
+
+    def checklist(self) -> list[Criterion[Any]]:
+        """Every criterion of this run, in the order a release engineer reads them."""
+        raise NotImplementedError
+
+    def header(self) -> list[str]:
+        """The lines pytest's header shows for this run."""
+        raise NotImplementedError
+
+    def collected(self, selected: set[Reporter], generated: list[Reporter]) -> None:
+        """Told what the session selected, before anything runs; a mode that cannot run part
+        of its checklist raises :class:`DbgateError` (a usage error)."""
+        self.selected = selected
+
 
 class LintRun(Run):
     """``--dbgate=lint``: the static rules only, no database."""
@@ -174,3 +199,14 @@ class LintRun(Run):
 
     def steps(self) -> dict[str, Callable[[], object]]:
         return {}
+
+    def checklist(self) -> list[Criterion[Any]]:
+        from pytest_dbgate.lint.criteria import lint_checklist
+
+        return lint_checklist(self)
+
+    def header(self) -> list[str]:
+        return [
+            f"dbgate: lint of {len(self.migrations)} migration(s) in "
+            f"{self.shown(self.config.migrations)} (no database)"
+        ]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import uuid
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from psycopg import sql
@@ -318,3 +319,14 @@ def _dotted(version: str) -> str:
 
 def _quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def layout_note(migrations: Sequence[Migration]) -> str:
+    """`` (layout prisma, history _prisma_migrations)``: how the folder is read, and which
+    table says what is applied; for the header."""
+    layouts = {m.layout for m in migrations}
+    if len(layouts) != 1:
+        return ""
+    layout = layouts.pop()
+    history = history_for(layout)
+    return f" (layout {layout}" + (f", history {history.table})" if history else ")")

@@ -48,6 +48,7 @@ class LocksHeldBriefly(Criterion[Gate]):
             more, why_not = again(gate, self.index)
             report, measures = median([report, *more], config.max_lock_ms, config.max_block_ms)
             note = why_not and f"measured once: near a limit, but {why_not}"
+        gate.decided_locks[self.migration.id] = report
         figures = lock_figures(report)
         taken = ", ".join(f"{m.lock_ms:.0f}/{m.block_ms:.0f}" for m in measures)
         if len(measures) > 1:
@@ -167,7 +168,7 @@ def lock_figures(report: LockReport) -> Figures:
             f"{lock.relation} {sql_mode(lock.mode)} {lock.held_ms:.0f} ms"
             for lock in report.locks[:12]
         ),
-        "longest_blocking_lock_ms": round(longest.held_ms, 1) if longest else 0,
+        "longest_blocking_lock_ms": round(report.longest_blocking_ms, 1),
         "traffic_tables": ", ".join(report.tables),
         "probes": report.probes,
         "blocked_probes": len(report.blocked),

@@ -49,6 +49,7 @@ CONFLICTS: dict[str, frozenset[str]] = {
         }
     ),
 }
+CONFLICTS["AccessExclusiveLock"] = frozenset({*CONFLICTS, "AccessExclusiveLock"})
 
 
 def blocks(mode: str) -> str:

@@ -19,15 +19,12 @@ from collections.abc import Callable, Iterator, Sequence
 from psycopg import sql
 
 from pytest_dbgate.migrations.parse import Migration, Statement
-from pytest_dbgate.observe.lockmodes import CONFLICTS, strength
+from pytest_dbgate.observe.lockmodes import strength
 from pytest_dbgate.observe.monitor import Monitor, Timeline
 from pytest_dbgate.observe.relations import biggest_tables, tables_with_rows, touched_relations
 from pytest_dbgate.observe.timeline import BlockedProbe, HeldLock, LockReport, MigrationWait
 from pytest_dbgate.observe.traffic import Traffic, targets
 from pytest_dbgate.pg.connections import Conn
-
-CONFLICTS["AccessExclusiveLock"] = frozenset({*CONFLICTS, "AccessExclusiveLock"})
-
 
 # -- what a migration touches ----------------------------------------------------------------
 

@@ -58,6 +58,11 @@ class LockReport:
     monitor_error: str | None = None
 
     @property
+    def longest_blocking_ms(self) -> float:
+        """The longest a lock that blocks reads or writes of a table with rows was held."""
+        return max((lock.held_ms for lock in self.locks if lock.dangerous), default=0.0)
+
+    @property
     def max_blocked_ms(self) -> float:
         return max((b.waited_ms for b in self.blocked), default=0.0)
 

@@ -22,7 +22,6 @@ from pytest_dbgate.migrations.criteria import MigrationApplied
 from pytest_dbgate.observe.relations import touched_relations
 from pytest_dbgate.pg.criteria import pool_headroom
 from pytest_dbgate.production.deployment import (
-    IDLE_IN_TRANSACTION_MS,
     LONG_TRANSACTION_MS,
     MIGRATED,
     PRODUCTION,
@@ -263,7 +262,7 @@ class NoBlockingSessions(PreflightCheck):
             raise CriterionFailed(
                 f"{len(found)} session(s) on production would hold up the migrations (a "
                 f"transaction open over {LONG_TRANSACTION_MS // 1000} s, or idle in transaction "
-                f"over {IDLE_IN_TRANSACTION_MS // 1000} s):\n{listed}\n"
+                f"over {run.config.max_idle_in_transaction_ms / 1000:g} s):\n{listed}\n"
                 "  end them (SELECT pg_terminate_backend(pid)) or wait for them, then re-run; "
                 "idle_in_transaction_session_timeout keeps them from coming back",
                 figures,

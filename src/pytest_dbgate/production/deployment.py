@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import psycopg
 
@@ -24,7 +24,8 @@ from pytest_dbgate.core.errors import Figure
 from pytest_dbgate.core.interruptions import Interruptions
 from pytest_dbgate.core.record import GateRecord, load
 from pytest_dbgate.core.results import Progress
-from pytest_dbgate.core.run import Database, Run, StepFailed, migration_step
+from pytest_dbgate.core.run import Database, Reporter, Run, StepFailed, migration_step
+from pytest_dbgate.migrations.history import layout_note
 from pytest_dbgate.migrations.outcomes import Status
 from pytest_dbgate.migrations.parse import Migration, Statement, discover
 from pytest_dbgate.migrations.runner import Policy, Runner
@@ -36,6 +37,7 @@ from pytest_dbgate.pg.gatelock import client_tag, keep_gate_lock, take_gate_lock
 from pytest_dbgate.pg.servers import server_identity
 
 if TYPE_CHECKING:
+    from pytest_dbgate.core.criterion import Criterion
     from pytest_dbgate.core.results import Results
 
 PRODUCTION = "production"
@@ -63,6 +65,28 @@ class Deployment(Run):
     """One ``--dbgate=production`` run against one production database."""
 
     mode = "production"
+    # --setup-only would apply the migrations while setting up the deploy's checks.
+    allows_setup_only = False
+
+    def checklist(self) -> list[Criterion[Any]]:
+        from pytest_dbgate.production.checklist import production_checklist
+
+        return production_checklist(self)
+
+    def header(self) -> list[str]:
+        cfg = self.config
+        return [
+            f"dbgate: production deploy of {len(self.migrations)} migration(s) in "
+            f"{self.shown(cfg.migrations)}{layout_note(self.migrations)}",
+            f"dbgate: target: {cfg.production_url_setting}; gate record: {self.shown(cfg.record)}",
+        ]
+
+    def collected(self, selected: set[Reporter], generated: list[Reporter]) -> None:
+        """A deploy runs all of its checklist or nothing."""
+        left_out = [item.nodeid for item in generated if item not in selected]
+        if left_out:
+            raise ConfigError.partial_deploy(left_out[:20])
+        super().collected(selected, generated)
 
     def __init__(
         self,
@@ -229,7 +253,6 @@ class Deployment(Run):
 # 500 ms tries and 31 s of waits), and idle-in-transaction sessions hold their locks until
 # someone ends them: either would make the deploy time out, so preflight refuses to start.
 LONG_TRANSACTION_MS = 60_000
-IDLE_IN_TRANSACTION_MS = 5_000
 
 
 def sessions_in_the_way(run: Deployment, relations: Sequence[str]) -> list[str]:
@@ -239,7 +262,7 @@ def sessions_in_the_way(run: Deployment, relations: Sequence[str]) -> list[str]:
         [database.conn.info.backend_pid],
         relations,
         open_longer_ms=LONG_TRANSACTION_MS,
-        idle_longer_ms=IDLE_IN_TRANSACTION_MS,
+        idle_longer_ms=run.config.max_idle_in_transaction_ms,
         lock_holders=False,
     )
 

@@ -46,6 +46,7 @@ class CommandLocksHeldBriefly(Criterion[Gate]):
 
     def check(self, gate: Gate) -> Figures:
         report = gate.command().report
+        gate.decided_locks["command"] = report
         figures = lock_figures(report)
         message = lock_verdict(gate, report)
         if message:

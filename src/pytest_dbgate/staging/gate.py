@@ -9,7 +9,7 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
@@ -19,10 +19,12 @@ from pytest_dbgate.config.errors import ConfigError
 from pytest_dbgate.config.model import GateConfig
 from pytest_dbgate.core.commands import CommandResult, run_command
 from pytest_dbgate.core.errors import DbgateError, PerformanceError
+from pytest_dbgate.core.record import invalidate
 from pytest_dbgate.core.results import Progress
-from pytest_dbgate.core.run import Database, Run, StepFailed, migration_step
+from pytest_dbgate.core.run import Database, Reporter, Run, StepFailed, migration_step
 from pytest_dbgate.migrations.apply import StatementLog
 from pytest_dbgate.migrations.command_mode import CommandMigration, run_migrate_command
+from pytest_dbgate.migrations.history import layout_note
 from pytest_dbgate.migrations.parse import Migration, discover, extensions_in
 from pytest_dbgate.migrations.runner import Runner, Watch
 from pytest_dbgate.migrations.sqltext import read_sql
@@ -51,6 +53,7 @@ from pytest_dbgate.refresh.restore import Snapshot
 from pytest_dbgate.refresh.steps import Refreshing
 
 if TYPE_CHECKING:
+    from pytest_dbgate.core.criterion import Criterion
     from pytest_dbgate.core.results import Results
     from pytest_dbgate.migrations.outcomes import Outcome
 
@@ -72,6 +75,7 @@ class Gate(Refreshing, Run):
 
     mode = "staging"
     lints = True
+    runs_project_tests = True
 
     def __init__(
         self,
@@ -87,6 +91,9 @@ class Gate(Refreshing, Run):
         self.dump = dump
         self.workload = parse_workload(config.workload) if config.workload is not None else []
         self.lock_reports: dict[str, LockReport] = {}
+        # The report each locks item judged by (the middle of several when re-measured), by
+        # migration id: what the gate record's figures come from.
+        self.decided_locks: dict[str, LockReport] = {}
         # Rows of the tables lint findings name, just before each migration ran, by version.
         self.sizes_before: dict[str, dict[str, int]] = {}
         self.performance: Performance | None = None
@@ -100,6 +107,40 @@ class Gate(Refreshing, Run):
             self.performance = Performance(config, progress, self.workload, results.secrets.mask)
             self.performance.attach(lambda: self.staging_connection(purpose="stats"))
             self._stack.callback(self.performance.close)
+
+    def checklist(self) -> list[Criterion[Any]]:
+        from pytest_dbgate.staging.checklist import staging_checklist
+
+        return staging_checklist(self, required_extensions(self))
+
+    def header(self) -> list[str]:
+        cfg = self.config
+        if cfg.embedded_source:
+            source = "embedded server seeded from " + ", ".join(self.shown(p) for p in cfg.seed)
+        elif cfg.file_only:
+            source = "none"
+        else:
+            source = cfg.source_url_setting
+        if self.dump is not None:
+            source += f" (data from the dump file {self.shown(self.dump.path)})"
+        staging = "embedded server" if cfg.embedded_staging else cfg.staging_url_setting
+        what = (
+            f"the migrate command `{cfg.migrate_command}`"
+            if cfg.migrate_command
+            else f"{len(self.migrations)} migration(s) in "
+            f"{self.shown(cfg.migrations)}{layout_note(self.migrations)}"
+        )
+        return [
+            f"dbgate: {cfg.mode} gate of {what}",
+            f"dbgate: source: {source}; staging: {staging}",
+            f"dbgate: PostgreSQL programs: {self.binaries.bindir}",
+        ]
+
+    def collected(self, selected: set[Reporter], generated: list[Reporter]) -> None:
+        """Until this run passes, the previous run's record no longer speaks for the release."""
+        super().collected(selected, generated)
+        if selected and invalidate(self.config.record):
+            self.progress(f"removed the previous gate record {self.shown(self.config.record)}")
 
     def source(self) -> Database:
         return self._once(SOURCE, self._open_source)

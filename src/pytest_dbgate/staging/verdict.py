@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -85,7 +84,7 @@ class GateRecordWritten(Criterion[Gate]):
         signed = "signed" if record.signature else "unsigned (DBGATE_SIGNING_KEY not set)"
         figures.update(
             {
-                "summary": f"{_shown(gate, gate.config.record)}: {len(record.migrations)} "
+                "summary": f"{gate.shown(gate.config.record)}: {len(record.migrations)} "
                 f"migrations, {signed}",
                 "record": str(gate.config.record),
                 "migrations": len(record.migrations),
@@ -93,13 +92,6 @@ class GateRecordWritten(Criterion[Gate]):
             }
         )
         return figures
-
-
-def _shown(gate: Gate, path: Path) -> str:
-    try:
-        return str(path.relative_to(gate.config.rootdir))
-    except ValueError:
-        return str(path)
 
 
 def build_record(gate: Gate) -> GateRecord:
@@ -123,16 +115,10 @@ def build_record(gate: Gate) -> GateRecord:
         "criteria": len(checks),
         "project_tests": sum(1 for r in gate.results.items.values() if r.phased),
     }
-    for r in gate.results.items.values():
-        if r.name == "snapshot_restored":
-            figures["rows_restored"] = r.figures.get("rows_staging", 0)
-    locks = [
-        float(r.figures.get("longest_blocking_lock_ms", 0) or 0)
-        for r in gate.results.items.values()
-        if r.name.startswith("locks[")
-    ]
-    if locks:
-        figures["longest_blocking_lock_ms"] = max(locks)
+    figures["rows_restored"] = gate.snapshot().staging_rows
+    if gate.decided_locks:
+        longest = max(report.longest_blocking_ms for report in gate.decided_locks.values())
+        figures["longest_blocking_lock_ms"] = round(longest, 1)
     figures.update(figures_extra)
     return GateRecord(
         created_at=now_utc().isoformat(timespec="seconds"),
