@@ -210,7 +210,7 @@ def test_a_staging_role_without_superuser_is_enough(
                 "*20250116090000_index_recipe_descriptions.sql blocked the application for up "
                 "to * ms (limit 150 ms) and held SHARE on recipes for * ms (limit 250 ms)",
                 "  line 5: CREATE INDEX recipes_description_trgm ON recipes USING gin*",
-                "    fix: build the index CONCURRENTLY*",
+                "    fix: add CONCURRENTLY, in a file of its own*",
             ],
         ),
         (
@@ -219,7 +219,7 @@ def test_a_staging_role_without_superuser_is_enough(
                 "*20250116090000_add_recipe_share_token.sql blocked the application for up to "
                 "* ms (limit 150 ms) and held ACCESS EXCLUSIVE on recipes for * ms*",
                 "  line 6: ALTER TABLE recipes ADD COLUMN share_token uuid NOT NULL DEFAULT*",
-                "    fix: add the column without a volatile default*",
+                "    fix: add the column without a default (or with a constant one)*",
             ],
         ),
         (
@@ -229,7 +229,7 @@ def test_a_staging_role_without_superuser_is_enough(
                 "(limit 150 ms)*",
                 "  line *: ALTER TABLE recipe_ingredients DROP CONSTRAINT*",
                 "    held ACCESS EXCLUSIVE on *recipes * ms*",
-                "    fix: add the FK NOT VALID, then VALIDATE CONSTRAINT in a later migration*",
+                "    fix: ADD CONSTRAINT … NOT VALID, then ALTER TABLE … VALIDATE CONSTRAINT*",
                 "  traffic that waited: *recipes (* reads and writes, longest * ms)*",
             ],
         ),

@@ -382,6 +382,14 @@ def _others(node: ast.Node, release: _Release, in_block: bool) -> Iterator[Check
                 yield "drop", name, f"table {name} dropped"
     elif isinstance(node, ast.DropdbStmt):
         yield "drop", None, f"database {node.dbname} dropped"
+    elif (
+        isinstance(node, ast.UpdateStmt | ast.DeleteStmt)
+        and node.whereClause is None
+        and release.existing(_table(node.relation))
+    ):
+        verb = "UPDATE" if isinstance(node, ast.UpdateStmt) else "DELETE"
+        table = _table(node.relation)
+        yield "large-write", table, f"{verb} of every row of {table} in one statement"
     elif isinstance(node, ast.TruncateStmt) and node.behavior == DropBehavior.DROP_CASCADE:
         tables = ", ".join(_table(r) or "" for r in node.relations or ())
         yield "truncate-cascade", None, f"TRUNCATE {tables} CASCADE"

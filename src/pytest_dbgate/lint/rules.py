@@ -149,6 +149,15 @@ RULES: dict[str, Rule] = {
             "one BEGIN … COMMIT pair, or none (the gate runs a file in one transaction already)",
         ),
         Rule(
+            "large-write",
+            "an UPDATE or DELETE of a whole existing table in one statement",
+            "it locks every row it changes until the transaction commits, and writes them all "
+            "in one go: the application's writes to those rows wait, and replicas fall behind",
+            "do it in batches, each committed on its own (`-- dbgate: no-transaction` and a DO "
+            "loop that COMMITs), so no row or table stays locked for long",
+            severity="report",
+        ),
+        Rule(
             "outside-database",
             "a statement that acts outside the migrated database",
             "staging is a copy of one database: what the statement does to other databases, the "

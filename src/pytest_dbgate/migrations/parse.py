@@ -53,7 +53,7 @@ class Statement:
     autocommit_reason: str | None
     extension: str | None = None
     concurrent_index: str | None = None
-    lock_fix: str | None = None
+    lock_rule: str | None = None  # the rule whose fix the lock watch shows when it held long
     digest: str = ""  # SHA-256 of the text as it is sent: what the record and the journal bind
     control: Control | None = None  # BEGIN, COMMIT …: the file manages its own transactions
     chain: bool = False  # COMMIT AND CHAIN: the file's block goes on
@@ -202,7 +202,7 @@ def split_statements(path: Path, text: str) -> list[Statement]:
                     if isinstance(node, ast.IndexStmt) and node.concurrent
                     else None
                 ),
-                lock_fix=lock_fix(node),
+                lock_rule=lock_rule(node),
                 digest=hashlib.sha256(body.encode()).hexdigest(),
                 control=transaction_control(node),
                 chain=chained(node),
@@ -259,22 +259,15 @@ def _autocommit_reason(node: ast.Node) -> str | None:
     return None
 
 
-BATCHES = (
-    "do it in batches, each committed on its own (`-- dbgate: no-transaction` and a DO loop "
-    "that COMMITs), so no row or table stays locked for long"
-)
-
-
-def lock_fix(node: ast.Node) -> str | None:
-    """The safe way to do what a statement does, when it holds a strong lock for long."""
-    if isinstance(node, ast.IndexStmt) and not node.concurrent:
-        return "build the index CONCURRENTLY (CREATE INDEX CONCURRENTLY, in a file of its own)"
-    if isinstance(node, ast.ReindexStmt):
-        return "REINDEX … CONCURRENTLY"
+def lock_rule(node: ast.Node) -> str | None:
+    """The rule (in :data:`pytest_dbgate.lint.rules.RULES`, whose fix the lock watch shows)
+    for a statement that holds a strong lock for long, when there is a safe way to do it."""
+    if isinstance(node, ast.IndexStmt | ast.ReindexStmt) and not _concurrently(node):
+        return "index-not-concurrent"
     if isinstance(node, ast.DropStmt) and node.removeType == ObjectType.OBJECT_INDEX:
-        return "DROP INDEX CONCURRENTLY"
+        return None if node.concurrent else "index-not-concurrent"
     if isinstance(node, ast.UpdateStmt | ast.DeleteStmt):
-        return BATCHES
+        return "large-write"
     if not isinstance(node, ast.AlterTableStmt):
         return None
     for cmd in node.cmds or ():
@@ -284,38 +277,33 @@ def lock_fix(node: ast.Node) -> str | None:
         if cmd.subtype == AlterTableType.AT_AddConstraint and isinstance(
             definition, ast.Constraint
         ):
-            if definition.contype == ConstrType.CONSTR_FOREIGN and not definition.skip_validation:
-                return (
-                    "add the FK NOT VALID, then VALIDATE CONSTRAINT in a later migration (SHARE "
-                    "UPDATE EXCLUSIVE: reads and writes go on)"
-                )
-            if definition.contype == ConstrType.CONSTR_CHECK and not definition.skip_validation:
-                return "add the CHECK NOT VALID, then VALIDATE CONSTRAINT in a later migration"
+            if (
+                definition.contype in (ConstrType.CONSTR_FOREIGN, ConstrType.CONSTR_CHECK)
+                and not definition.skip_validation
+            ):
+                return "constraint-not-valid"
             if (
                 definition.contype in (ConstrType.CONSTR_UNIQUE, ConstrType.CONSTR_PRIMARY)
                 and not definition.indexname
             ):
-                return "build a unique index CONCURRENTLY first, then ADD CONSTRAINT … USING INDEX"
+                return "unique-constraint-directly"
         if cmd.subtype == AlterTableType.AT_AddColumn and isinstance(definition, ast.ColumnDef):
             kinds = {getattr(c, "contype", None) for c in definition.constraints or ()}
-            if ConstrType.CONSTR_DEFAULT in kinds or ConstrType.CONSTR_GENERATED in kinds:
-                return (
-                    "add the column without a volatile default (nullable, no default), backfill "
-                    "it in batches, then SET DEFAULT: a volatile default rewrites the table"
-                )
-            if ConstrType.CONSTR_IDENTITY in kinds:
-                return "add the column without identity; a new identity column rewrites the table"
+            if ConstrType.CONSTR_GENERATED in kinds or ConstrType.CONSTR_IDENTITY in kinds:
+                return "rewriting-column"
+            if ConstrType.CONSTR_DEFAULT in kinds:
+                return "volatile-default"
         if cmd.subtype == AlterTableType.AT_AlterColumnType:
-            return (
-                "change the type without a rewrite: add a new column, backfill it in batches, "
-                "switch the application, drop the old one later"
-            )
+            return "type-change-rewrite"
         if cmd.subtype == AlterTableType.AT_SetNotNull:
-            return (
-                "add CHECK (column IS NOT NULL) NOT VALID, VALIDATE it, then SET NOT NULL (which "
-                "then skips the scan)"
-            )
+            return "set-not-null"
     return None
+
+
+def _concurrently(node: ast.IndexStmt | ast.ReindexStmt) -> bool:
+    if isinstance(node, ast.IndexStmt):
+        return bool(node.concurrent)
+    return any(getattr(p, "defname", None) == "concurrently" for p in node.params or ())
 
 
 def hold_backs(

@@ -8,8 +8,9 @@ from typing import ClassVar
 from pytest_dbgate.core.criterion import Criterion, Figures
 from pytest_dbgate.core.errors import CriterionFailed
 from pytest_dbgate.core.run import StepFailed, migration_step
+from pytest_dbgate.lint.rules import RULES
 from pytest_dbgate.migrations.outcomes import Status
-from pytest_dbgate.migrations.parse import BATCHES, Migration
+from pytest_dbgate.migrations.parse import Migration
 from pytest_dbgate.observe.lockmodes import sql_mode, strength
 from pytest_dbgate.observe.remeasure import Measure, again, median
 from pytest_dbgate.observe.timeline import HeldLock, LockReport
@@ -119,7 +120,7 @@ def lock_verdict(gate: Gate, report: LockReport) -> str:
         lines.append(
             "    fix: "
             + (
-                statement.lock_fix
+                (RULES[statement.lock_rule].fix if statement.lock_rule else "")
                 or "the locks are held until the file's transaction commits: move the long "
                 "statements after this one to a migration of their own, or make them brief"
             )
@@ -132,7 +133,7 @@ def lock_verdict(gate: Gate, report: LockReport) -> str:
             parts.append(f"{table} ({count} {noun}, longest {longest:.0f} ms)")
         lines.append("  traffic that waited: " + "; ".join(parts))
         if not causes:
-            lines.append(f"    they waited on row locks; fix: {BATCHES}")
+            lines.append(f"    they waited on row locks; fix: {RULES['large-write'].fix}")
     for wait in waits:
         lines.append(
             f"  the migration waited {wait.waited_ms:.0f} ms for session {wait.pid} "
