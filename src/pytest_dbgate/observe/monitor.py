@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import psycopg
+from psycopg.rows import args_row
 
 from pytest_dbgate.migrations.parse import Statement
 from pytest_dbgate.pg.connections import Conn
@@ -56,6 +57,27 @@ FROM pg_stat_activity WHERE pid = ANY(%s)
 """
 
 
+@dataclass(frozen=True)
+class LockRow:
+    """A row of :data:`POLL`: a lock held or awaited, and who stands in its way."""
+
+    pid: int
+    relation: str | None
+    mode: str
+    granted: bool
+    blocked_by: list[int] | None
+
+
+@dataclass(frozen=True)
+class Who:
+    """A row of :data:`WHO`."""
+
+    pid: int
+    application: str
+    state: str
+    query: str
+
+
 @dataclass
 class Seen:
     first: float
@@ -100,28 +122,25 @@ class Monitor:
 
     def poll(self) -> None:
         assert self._conn is not None
-        if self.migration_pid is not None:
-            rows = self._conn.execute(
-                POLL,
-                {
-                    "migration": self.migration_pid,
-                    "watched": [self.migration_pid, *self.traffic_pids],
-                },
-            ).fetchall()
-        else:
-            rows = self._conn.execute(POLL_OTHERS, {"ours": self.ours}).fetchall()
+        with self._conn.cursor(row_factory=args_row(LockRow)) as cur:
+            if self.migration_pid is not None:
+                watched = [self.migration_pid, *self.traffic_pids]
+                cur.execute(POLL, {"migration": self.migration_pid, "watched": watched})
+            else:
+                cur.execute(POLL_OTHERS, {"ours": self.ours})
+            rows = cur.fetchall()
         # Stamped when the answer is in: pg_locks was read at some moment of the round trip,
         # and a session seen waiting may have started its query during it.
         now = time.monotonic()
         self.polls += 1
         waiting_now: set[int] = set()
         blockers_now: set[int] = set()
-        for pid_value, relation, mode, granted, blocked_by in rows:
-            pid = int(str(pid_value))
-            blocking = [int(str(b)) for b in blocked_by] if isinstance(blocked_by, list) else []
+        for row in rows:
+            pid, relation, mode, granted = row.pid, row.relation, row.mode, row.granted
+            blocking = row.blocked_by or []
             migrating = self._migrating(pid)
             if migrating and granted and relation:
-                seen = self.held.setdefault((str(relation), str(mode)), Seen(now, now))
+                seen = self.held.setdefault((relation, mode), Seen(now, now))
                 seen.last = now
             elif migrating and not granted:
                 blockers_now.update(b for b in blocking if b not in self.traffic_pids)
@@ -138,8 +157,9 @@ class Monitor:
             seen.last = now
         unknown = [p for p in blockers_now if p not in self.who]
         if unknown:
-            for row in self._conn.execute(WHO, (unknown,)).fetchall():
-                self.who[int(str(row[0]))] = (str(row[1]), str(row[2]), str(row[3]))
+            with self._conn.cursor(row_factory=args_row(Who)) as cur:
+                for who in cur.execute(WHO, (unknown,)).fetchall():
+                    self.who[who.pid] = (who.application, who.state, who.query)
 
     def _migrating(self, pid: int) -> bool:
         if self.migration_pid is None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from psycopg.rows import class_row
+
 from pytest_dbgate.core.criterion import Criterion, Figures
 from pytest_dbgate.core.errors import CriterionFailed
 from pytest_dbgate.core.run import Database
@@ -33,13 +35,13 @@ class StagingReachable(Criterion[Gate]):
 
 
 POOL = """
-SELECT current_setting('max_connections')::int,
-       current_setting('superuser_reserved_connections')::int,
-       (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'),
-       (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),
-       (SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user),
+SELECT current_setting('max_connections')::int AS max_connections,
+       current_setting('superuser_reserved_connections')::int AS reserved,
+       (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend') AS in_use,
+       (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser,
+       (SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user) AS role_limit,
        (SELECT count(*) FROM pg_stat_activity
-        WHERE backend_type = 'client backend' AND usename = current_user)
+        WHERE backend_type = 'client backend' AND usename = current_user) AS role_in_use
 """
 
 GATE_CONNECTIONS = 2  # the migration session and the lock monitor
@@ -54,25 +56,38 @@ class PoolHeadroom(Criterion[Gate]):
         return pool_headroom(gate.staging_server(), "staging", self.pool_size)
 
 
+@dataclass(frozen=True)
+class Connections:
+    """A row of :data:`POOL`."""
+
+    max_connections: int
+    reserved: int
+    in_use: int
+    superuser: bool
+    role_limit: int  # -1: the role has no connection limit (as pg_roles says)
+    role_in_use: int
+
+
 def pool_headroom(server: Database, side: str, pool_size: int) -> Figures:
     """Room for the migration, the monitor and the application's pool; fails when short."""
-    max_conn, reserved, in_use, superuser, role_limit, role_in_use = server.conn.execute(
-        POOL
-    ).fetchone() or (0, 0, 0, False, -1, 0)
-    usable = int(str(max_conn)) - (0 if superuser else int(str(reserved)))
-    headroom = usable - int(str(in_use))
+    with server.conn.cursor(row_factory=class_row(Connections)) as cur:
+        row = cur.execute(POOL).fetchone()
+    assert row is not None  # one row of sub-selects
+    max_conn, reserved, in_use = row.max_connections, row.reserved, row.in_use
+    usable = max_conn - (0 if row.superuser else reserved)
+    headroom = usable - in_use
     limit_note = ""
-    if int(str(role_limit)) >= 0:
-        role_room = int(str(role_limit)) - int(str(role_in_use))
+    if row.role_limit >= 0:
+        role_room = row.role_limit - row.role_in_use
         if role_room < headroom:
             headroom = role_room
-            limit_note = f" (role connection limit {role_limit}, {role_in_use} in use)"
+            limit_note = f" (role connection limit {row.role_limit}, {row.role_in_use} in use)"
     needed = pool_size + GATE_CONNECTIONS
     pool = f" and the application pool {pool_size}" if pool_size else ""
     figures: Figures = {
-        "max_connections": int(str(max_conn)),
-        "reserved": int(str(reserved)),
-        "in_use": int(str(in_use)),
+        "max_connections": max_conn,
+        "reserved": reserved,
+        "in_use": in_use,
         "headroom": headroom,
         "needed": needed,
     }

@@ -28,6 +28,7 @@ from pathlib import Path
 import psycopg
 from port_for import get_port
 from psycopg import sql
+from psycopg.rows import args_row
 from pytest_postgresql.executors import PostgreSQLExecutor
 
 from pytest_dbgate.core.errors import ProvisioningError, SafetyError
@@ -417,17 +418,26 @@ class ServerIdentity:
 
 
 def server_identity(conn: psycopg.Connection[tuple[object, ...]]) -> ServerIdentity:
-    started, version_num, version = conn.execute(
-        "SELECT pg_postmaster_start_time()::text, current_setting('server_version_num')::int,"
-        " current_setting('server_version')"
-    ).fetchone() or ("", 0, "")
+    with conn.cursor(row_factory=args_row(_Started)) as cur:
+        server = cur.execute(
+            "SELECT pg_postmaster_start_time()::text, current_setting('server_version_num')::int,"
+            " current_setting('server_version')"
+        ).fetchone()
+    assert server is not None  # one row of settings
     try:
         with conn.transaction():
             row = conn.execute("SELECT system_identifier::text FROM pg_control_system()").fetchone()
         system_identifier = str(row[0]) if row else None
     except psycopg.Error:
         system_identifier = None
-    return ServerIdentity(system_identifier, str(started), int(str(version_num)), str(version))
+    return ServerIdentity(system_identifier, server.started, server.version_num, server.version)
+
+
+@dataclass(frozen=True)
+class _Started:
+    started: str
+    version_num: int
+    version: str
 
 
 def gate_database_name(source_dbname: str) -> str:

@@ -10,6 +10,7 @@ migration item is then skipped pointing at it, with nothing applied.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, ClassVar
@@ -297,8 +298,8 @@ class IndexesValidOnProduction(IndexesValid):
     stage: ClassVar[str] = "postdeploy"
 
 
-def production_checklist(run: Deployment) -> list[Criterion[Any]]:
-    """Preflight, one item per migration, post-deploy checks."""
+def preflight_checks(run: Deployment) -> list[PreflightCheck]:
+    """What must hold before anything is applied; applying requires every one of them."""
     where = run.config.migrations
     record = run.config.record
     extensions = list(
@@ -344,7 +345,14 @@ def production_checklist(run: Deployment) -> list[Criterion[Any]]:
             "no_blocking_sessions", where, (PRODUCTION,), (preflight_step("no_blocking_sessions"),)
         ),
     ]
-    run.preflights = list(preflight)
+    return preflight
+
+
+def production_checklist(
+    run: Deployment, preflight: Sequence[PreflightCheck]
+) -> list[Criterion[Any]]:
+    """Preflight, one item per migration, post-deploy checks."""
+    where = run.config.migrations
     checklist: list[Criterion[Any]] = list(preflight)
     for index, migration in enumerate(run.migrations):
         owns = (migration_step(migration),) + ((RUNNER,) if index == 0 else ())

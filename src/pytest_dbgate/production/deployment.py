@@ -67,11 +67,15 @@ class Deployment(Run):
     mode = "production"
     # --setup-only would apply the migrations while setting up the deploy's checks.
     allows_setup_only = False
+    preflights: list[Preflight]  # what applying requires, set with the checklist
 
     def checklist(self) -> list[Criterion[Any]]:
-        from pytest_dbgate.production.checklist import production_checklist
+        from pytest_dbgate.production.checklist import preflight_checks, production_checklist
 
-        return production_checklist(self)
+        # The run keeps what it requires before applying: no selection can deploy past it.
+        checks = preflight_checks(self)
+        self.preflights = list(checks)
+        return production_checklist(self, checks)
 
     def header(self) -> list[str]:
         cfg = self.config
@@ -98,7 +102,7 @@ class Deployment(Run):
     ) -> None:
         super().__init__(config, migrations, progress, results)
         self.target = target
-        self.preflights: list[Preflight] = []
+        self.preflights = []
 
     def steps(self) -> dict[str, Callable[[], object]]:
         return {

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO
 
 from psycopg import sql
+from psycopg.rows import scalar_row
 
 from pytest_dbgate.core.errors import RefreshError
 from pytest_dbgate.core.results import Progress
@@ -110,8 +111,8 @@ def count_rows(conn: Conn) -> dict[tuple[str, str], int]:
         query = sql.SQL("SELECT count(*) FROM {}.{}").format(
             sql.Identifier(str(schema)), sql.Identifier(str(table))
         )
-        row = conn.execute(query).fetchone()
-        counts[(str(schema), str(table))] = int(str(row[0])) if row else 0
+        with conn.cursor(row_factory=scalar_row) as cur:
+            counts[(str(schema), str(table))] = int(cur.execute(query).fetchone() or 0)
     return counts
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from psycopg import sql
+from psycopg.rows import scalar_row
 
 from pytest_dbgate.core.criterion import USER_SCHEMAS, Criterion, Figures
 from pytest_dbgate.core.errors import CriterionFailed
@@ -14,6 +15,7 @@ from pytest_dbgate.core.run import Run
 from pytest_dbgate.migrations.outcomes import Status
 from pytest_dbgate.migrations.parse import Migration
 from pytest_dbgate.migrations.tracking import MIGRATIONS
+from pytest_dbgate.pg.connections import Conn
 from pytest_dbgate.staging.gate import Gate
 
 UNVALIDATED = f"""
@@ -43,8 +45,7 @@ class ConstraintsValidated(Criterion[Run]):
     def check(self, gate: Run) -> Figures:
         conn = gate.target_connection()
         rows = conn.execute(UNVALIDATED).fetchall()
-        total = conn.execute(CONSTRAINT_COUNT).fetchone()
-        checked = int(str(total[0])) if total else 0
+        checked = _count(conn, CONSTRAINT_COUNT)
         figures: Figures = {
             "summary": f"{checked} checked, {len(rows)} not valid{_partly_migrated(gate)}",
             "constraints": checked,
@@ -105,8 +106,7 @@ class IndexesValid(Criterion[Run]):
     def check(self, gate: Run) -> Figures:
         conn = gate.target_connection()
         rows = conn.execute(BROKEN_INDEXES).fetchall()
-        total = conn.execute(INDEX_COUNT).fetchone()
-        checked = int(str(total[0])) if total else 0
+        checked = _count(conn, INDEX_COUNT)
         figures: Figures = {
             "summary": f"{checked} checked, {len(rows)} not valid or not ready"
             f"{_partly_migrated(gate)}",
@@ -188,3 +188,9 @@ class MigrationsRecorded(Criterion[Gate]):
                 figures,
             )
         return figures
+
+
+def _count(conn: Conn, query: str) -> int:
+    with conn.cursor(row_factory=scalar_row) as cur:
+        found = cur.execute(query).fetchone()
+    return int(found or 0)
