@@ -38,7 +38,8 @@ from worktrees import worktree
 
 from pytest_dbgate.pg.binaries import find_binaries
 from pytest_dbgate.pg.connections import Endpoint
-from pytest_dbgate.pg.servers import embedded_server, load_seed, seed_files
+from pytest_dbgate.pg.seed import load_seed, seed_files
+from pytest_dbgate.pg.servers import embedded_server
 
 REPO = Path(__file__).resolve().parents[1]
 WORKLOAD = REPO / "demo" / "workload.sql"

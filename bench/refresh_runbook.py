@@ -35,7 +35,8 @@ from tabulate import tabulate
 
 from pytest_dbgate.pg.binaries import PgBinaries, find_binaries
 from pytest_dbgate.pg.connections import Endpoint
-from pytest_dbgate.pg.servers import embedded_server, load_seed, seed_files
+from pytest_dbgate.pg.seed import load_seed, seed_files
+from pytest_dbgate.pg.servers import embedded_server
 from pytest_dbgate.refresh.restore import parallelism
 
 REPO = Path(__file__).resolve().parents[1]

@@ -24,7 +24,8 @@ from psycopg.conninfo import conninfo_to_dict
 import pytest_dbgate.migrations.parse  # noqa: F401
 from pytest_dbgate.pg.binaries import PgBinaries, find_binaries
 from pytest_dbgate.pg.connections import Endpoint, connection
-from pytest_dbgate.pg.servers import embedded_server, load_seed, seed_files
+from pytest_dbgate.pg.seed import load_seed, seed_files
+from pytest_dbgate.pg.servers import embedded_server
 from tests.secretscan import leaks, mtimes, written_since
 
 # Example projects are copied into pytester runs, never collected by the suite itself.

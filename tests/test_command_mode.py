@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from pytest_dbgate.pg.connections import Endpoint, connection
-from pytest_dbgate.pg.servers import load_seed
+from pytest_dbgate.pg.seed import load_seed
 
 from .conftest import PROJECTS, Project
 

@@ -19,7 +19,7 @@ from pytest_dbgate.observe.relations import touched_relations
 from pytest_dbgate.observe.remeasure import Measure, median
 from pytest_dbgate.observe.timeline import HeldLock, LockReport
 from pytest_dbgate.pg.connections import Endpoint, connection
-from pytest_dbgate.pg.servers import load_seed
+from pytest_dbgate.pg.seed import load_seed
 
 from .conftest import PROJECTS, REPO, Project, example, outcomes, url
 

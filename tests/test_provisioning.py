@@ -13,12 +13,9 @@ from pytest_dbgate.core.errors import ProvisioningError, SafetyError
 from pytest_dbgate.pg import servers as provisioning
 from pytest_dbgate.pg.binaries import PgBinaries
 from pytest_dbgate.pg.connections import Endpoint, connect, connection
+from pytest_dbgate.pg.databases import create_gate_database, server_identity
 from pytest_dbgate.pg.gatelock import take_gate_lock
-from pytest_dbgate.pg.servers import (
-    create_gate_database,
-    embedded_server,
-    server_identity,
-)
+from pytest_dbgate.pg.servers import embedded_server
 
 
 def _process_uid(pid: int) -> int:

@@ -77,7 +77,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def _open_run(config: GateConfig, progress: Progress, results: Results) -> Run:
     """The run of the mode asked for; from here on the plugin never asks which mode it is."""
     if config.mode == "staging":
-        from pytest_dbgate.staging.gate import open_gate
+        from pytest_dbgate.staging.open import open_gate
 
         return open_gate(config, progress, results)
     if config.mode == "production":

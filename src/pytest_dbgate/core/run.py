@@ -22,7 +22,7 @@ from pytest_dbgate.core.results import Progress
 from pytest_dbgate.lint.engine import Finding, lint
 from pytest_dbgate.migrations.parse import Migration, hold_backs, released_early
 from pytest_dbgate.pg.connections import Conn, Endpoint
-from pytest_dbgate.pg.servers import ServerIdentity
+from pytest_dbgate.pg.databases import ServerIdentity
 
 if TYPE_CHECKING:
     from pytest_dbgate.core.commands import CommandResult

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from pytest_dbgate.migrations.runner import Runner
 from pytest_dbgate.observe.timeline import LockReport
 from pytest_dbgate.pg.connections import connect
-from pytest_dbgate.pg.servers import create_gate_database, drop_gate_database, gate_database_name
+from pytest_dbgate.pg.databases import create_gate_database, drop_gate_database, gate_database_name
 from pytest_dbgate.refresh.cache import cache_name, find
 
 if TYPE_CHECKING:

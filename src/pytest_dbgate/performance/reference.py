@@ -21,7 +21,7 @@ import psycopg
 
 from pytest_dbgate.core.errors import PerformanceError
 from pytest_dbgate.pg.connections import Conn, Endpoint
-from pytest_dbgate.pg.servers import create_gate_database, drop_gate_database
+from pytest_dbgate.pg.databases import create_gate_database, drop_gate_database
 
 
 def reference_name(gate_database: str) -> str:

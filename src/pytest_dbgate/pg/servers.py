@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 import pwd
 import shlex
@@ -20,19 +19,16 @@ import shutil
 import stat
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 from port_for import get_port
 from psycopg import sql
-from psycopg.rows import args_row
 from pytest_postgresql.executors import PostgreSQLExecutor
 
-from pytest_dbgate.core.errors import ProvisioningError, SafetyError
-from pytest_dbgate.migrations.sqltext import read_sql
+from pytest_dbgate.core.errors import ProvisioningError
 from pytest_dbgate.pg.binaries import PgBinaries
 from pytest_dbgate.pg.connections import Endpoint, connection
 from pytest_dbgate.pg.janitor import temporary_folder
@@ -40,7 +36,6 @@ from pytest_dbgate.pg.janitor import temporary_folder
 SERVER_ACCOUNT = "postgres"
 SUPERUSER = "postgres"
 EMBEDDED_SOURCE_DB = "prod"
-MARKER = "created by pytest-dbgate"
 # ANALYZE samples 300 rows per unit of statistics target. 1,000 samples 300,000 rows: whole tables
 # up to that size, so the staging copy's statistics, and the plans built on them, do not change
 # from one ANALYZE to the next; and a large, stable sample beyond that. With the default (100,
@@ -352,151 +347,3 @@ def _tail(logfile: Path, lines: int = 15) -> str:
     except OSError:
         return ""
     return "\n".join("    " + line for line in content[-lines:])
-
-
-def seed_files(paths: Sequence[Path]) -> list[Path]:
-    """The .sql files a seed names, folders expanded in name order."""
-    files: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            files.extend(sorted(path.glob("*.sql")))
-        else:
-            files.append(path)
-    return files
-
-
-def seed_digest(files: Sequence[Path]) -> str:
-    """What an embedded source is a copy of: its seed files' names and bytes, and the session
-    settings they were loaded with. The cluster is new every run, so its system identifier
-    cannot key the cached snapshot; this does."""
-    digest = hashlib.blake2b(digest_size=20)
-    # Session settings change what a seed loads (the demo's dbgate_demo.scale, say).
-    digest.update(os.environ.get("PGOPTIONS", "").encode() + b"\0")
-    for path in files:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
-
-
-def load_seed(server: Endpoint, dbname: str, files: Sequence[Path]) -> Endpoint:
-    """Create ``dbname`` on an embedded server and run the seed files into it, in one session."""
-    with connection(server, "embedded source", "dbgate_seed") as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-    target = server.with_dbname(dbname)
-    with connection(target, "embedded source", "dbgate_seed", purpose="seed") as conn:
-        for path in files:
-            text = read_sql(path, "seed file")
-            try:
-                conn.execute(text)
-            except psycopg.Error as exc:
-                line = _error_line(text, exc)
-                raise ProvisioningError.seed_failed(path, line, _first_line(exc)) from None
-    return target
-
-
-def _error_line(text: str, exc: psycopg.Error) -> int | None:
-    position = exc.diag.statement_position
-    if not position or not position.isdigit():
-        return None
-    return text.count("\n", 0, int(position) - 1) + 1
-
-
-@dataclass(frozen=True)
-class ServerIdentity:
-    """What tells two servers apart, even a primary from its physical replica."""
-
-    system_identifier: str | None
-    started: str
-    version_num: int
-    version: str
-
-    @property
-    def major(self) -> int:
-        return self.version_num // 10000
-
-    def same_server(self, other: ServerIdentity) -> bool:
-        return self.system_identifier == other.system_identifier and self.started == other.started
-
-
-def server_identity(conn: psycopg.Connection[tuple[object, ...]]) -> ServerIdentity:
-    with conn.cursor(row_factory=args_row(_Started)) as cur:
-        server = cur.execute(
-            "SELECT pg_postmaster_start_time()::text, current_setting('server_version_num')::int,"
-            " current_setting('server_version')"
-        ).fetchone()
-    assert server is not None  # one row of settings
-    try:
-        with conn.transaction():
-            row = conn.execute("SELECT system_identifier::text FROM pg_control_system()").fetchone()
-        system_identifier = str(row[0]) if row else None
-    except psycopg.Error:
-        system_identifier = None
-    return ServerIdentity(system_identifier, server.started, server.version_num, server.version)
-
-
-@dataclass(frozen=True)
-class _Started:
-    started: str
-    version_num: int
-    version: str
-
-
-def gate_database_name(source_dbname: str) -> str:
-    return ("dbgate_" + source_dbname)[:63]
-
-
-def drop_gate_database(
-    conn: psycopg.Connection[tuple[object, ...]], dbname: str, where: str
-) -> None:
-    """Drop a database the gate made; refuse to touch one it did not make."""
-    row = conn.execute(
-        "SELECT coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database"
-        " WHERE datname = %s",
-        (dbname,),
-    ).fetchone()
-    if row is None:
-        return
-    if not str(row[0]).startswith(MARKER):
-        raise SafetyError.database_not_ours(dbname, where)
-    conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(dbname)))
-
-
-def create_gate_database(
-    conn: psycopg.Connection[tuple[object, ...]],
-    dbname: str,
-    where: str,
-    encoding: str,
-    template: str | None = None,
-    comment: str = "disposable staging copy",
-) -> None:
-    """(Re)create the gate's own staging database, empty or as a copy of ``template``."""
-    drop_gate_database(conn, dbname, where)
-    if template is None:
-        create = sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING {}").format(
-            sql.Identifier(dbname), sql.Literal(encoding)
-        )
-    else:
-        create = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            sql.Identifier(dbname), sql.Identifier(template)
-        )
-    for attempt in range(50):
-        try:
-            conn.execute(create)
-            break
-        except psycopg.errors.InsufficientPrivilege as exc:
-            raise SafetyError.cannot_create_database(where, _first_line(exc)) from None
-        except psycopg.errors.ObjectInUse:
-            # A template must have no sessions; an autovacuum worker may be passing through.
-            if attempt == 49:
-                raise
-            time.sleep(0.1)
-    conn.execute(
-        sql.SQL("COMMENT ON DATABASE {} IS {}").format(
-            sql.Identifier(dbname), sql.Literal(f"{MARKER}: {comment}")
-        )
-    )
-    # Every session there, autovacuum's included, analyses with the stable sample.
-    conn.execute(
-        sql.SQL("ALTER DATABASE {} SET default_statistics_target = {}").format(
-            sql.Identifier(dbname), sql.Literal(STATISTICS_TARGET)
-        )
-    )

@@ -33,8 +33,8 @@ from pytest_dbgate.migrations.tracking import JournalEntry, Tracking, applied_ve
 from pytest_dbgate.observe.locks import blockers
 from pytest_dbgate.observe.relations import statement_relations
 from pytest_dbgate.pg.connections import Conn, Endpoint, connect
+from pytest_dbgate.pg.databases import server_identity
 from pytest_dbgate.pg.gatelock import client_tag, keep_gate_lock, take_gate_lock
-from pytest_dbgate.pg.servers import server_identity
 
 if TYPE_CHECKING:
     from pytest_dbgate.core.criterion import Criterion

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 from psycopg import sql
 
 from pytest_dbgate.pg.connections import Conn
-from pytest_dbgate.pg.servers import MARKER
+from pytest_dbgate.pg.databases import MARKER
 
 PREFIX = f"{MARKER}: cached snapshot "
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from pytest_dbgate.config.errors import ConfigError
 from pytest_dbgate.core.errors import RefreshError
 from pytest_dbgate.pg.binaries import PgBinaries
-from pytest_dbgate.pg.servers import ServerIdentity
+from pytest_dbgate.pg.databases import ServerIdentity
 
 PLAIN_HEADER = "-- PostgreSQL database dump"
 CLUSTER_HEADER = "-- PostgreSQL database cluster dump"

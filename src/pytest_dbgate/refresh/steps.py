@@ -21,16 +21,11 @@ from pytest_dbgate.core.run import Database
 from pytest_dbgate.performance.reference import Reference
 from pytest_dbgate.pg.binaries import PgBinaries, client_for
 from pytest_dbgate.pg.connections import Endpoint, connect, connection
+from pytest_dbgate.pg.databases import create_gate_database, gate_database_name, server_identity
 from pytest_dbgate.pg.gatelock import client_tag, take_gate_lock
 from pytest_dbgate.pg.janitor import sweep, temporary_folder
-from pytest_dbgate.pg.servers import (
-    create_gate_database,
-    gate_database_name,
-    seed_digest,
-    seed_files,
-    server_identity,
-    staging_server,
-)
+from pytest_dbgate.pg.seed import seed_digest, seed_files
+from pytest_dbgate.pg.servers import staging_server
 from pytest_dbgate.refresh.cache import Cached, Key, cache_name, find, seal, usable, why_not
 from pytest_dbgate.refresh.dumpfile import DumpFile
 from pytest_dbgate.refresh.restore import Snapshot, TableCount, count_rows, refresh, restore_file

@@ -1,0 +1,118 @@
+"""The databases the gate creates on a staging server: named after the source, marked as its own,
+never anyone else's dropped."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import args_row
+
+from pytest_dbgate.core.errors import SafetyError
+from pytest_dbgate.pg.servers import STATISTICS_TARGET, _first_line
+
+MARKER = "created by pytest-dbgate"
+
+
+@dataclass(frozen=True)
+class ServerIdentity:
+    """What tells two servers apart, even a primary from its physical replica."""
+
+    system_identifier: str | None
+    started: str
+    version_num: int
+    version: str
+
+    @property
+    def major(self) -> int:
+        return self.version_num // 10000
+
+    def same_server(self, other: ServerIdentity) -> bool:
+        return self.system_identifier == other.system_identifier and self.started == other.started
+
+
+def server_identity(conn: psycopg.Connection[tuple[object, ...]]) -> ServerIdentity:
+    with conn.cursor(row_factory=args_row(_Started)) as cur:
+        server = cur.execute(
+            "SELECT pg_postmaster_start_time()::text, current_setting('server_version_num')::int,"
+            " current_setting('server_version')"
+        ).fetchone()
+    assert server is not None  # one row of settings
+    try:
+        with conn.transaction():
+            row = conn.execute("SELECT system_identifier::text FROM pg_control_system()").fetchone()
+        system_identifier = str(row[0]) if row else None
+    except psycopg.Error:
+        system_identifier = None
+    return ServerIdentity(system_identifier, server.started, server.version_num, server.version)
+
+
+@dataclass(frozen=True)
+class _Started:
+    started: str
+    version_num: int
+    version: str
+
+
+def gate_database_name(source_dbname: str) -> str:
+    return ("dbgate_" + source_dbname)[:63]
+
+
+def drop_gate_database(
+    conn: psycopg.Connection[tuple[object, ...]], dbname: str, where: str
+) -> None:
+    """Drop a database the gate made; refuse to touch one it did not make."""
+    row = conn.execute(
+        "SELECT coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database"
+        " WHERE datname = %s",
+        (dbname,),
+    ).fetchone()
+    if row is None:
+        return
+    if not str(row[0]).startswith(MARKER):
+        raise SafetyError.database_not_ours(dbname, where)
+    conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(dbname)))
+
+
+def create_gate_database(
+    conn: psycopg.Connection[tuple[object, ...]],
+    dbname: str,
+    where: str,
+    encoding: str,
+    template: str | None = None,
+    comment: str = "disposable staging copy",
+) -> None:
+    """(Re)create the gate's own staging database, empty or as a copy of ``template``."""
+    drop_gate_database(conn, dbname, where)
+    if template is None:
+        create = sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING {}").format(
+            sql.Identifier(dbname), sql.Literal(encoding)
+        )
+    else:
+        create = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.Identifier(dbname), sql.Identifier(template)
+        )
+    for attempt in range(50):
+        try:
+            conn.execute(create)
+            break
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise SafetyError.cannot_create_database(where, _first_line(exc)) from None
+        except psycopg.errors.ObjectInUse:
+            # A template must have no sessions; an autovacuum worker may be passing through.
+            if attempt == 49:
+                raise
+            time.sleep(0.1)
+    conn.execute(
+        sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+            sql.Identifier(dbname), sql.Literal(f"{MARKER}: {comment}")
+        )
+    )
+    # Every session there, autovacuum's included, analyses with the stable sample.
+    conn.execute(
+        sql.SQL("ALTER DATABASE {} SET default_statistics_target = {}").format(
+            sql.Identifier(dbname), sql.Literal(STATISTICS_TARGET)
+        )
+    )
