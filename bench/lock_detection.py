@@ -25,7 +25,7 @@ from pathlib import Path
 import psycopg
 from tabulate import tabulate
 
-from pytest_dbgate.config.settings import DEFAULT_MAX_BLOCK_MS, DEFAULT_TRAFFIC_RATE
+from pytest_dbgate.config.settings import SETTING
 from pytest_dbgate.migrations.apply import StatementLog
 from pytest_dbgate.migrations.parse import Migration, discover
 from pytest_dbgate.migrations.runner import Runner
@@ -34,6 +34,9 @@ from pytest_dbgate.observe.timeline import LockReport
 from pytest_dbgate.pg.binaries import find_binaries
 from pytest_dbgate.pg.connections import Endpoint, connect
 from pytest_dbgate.pg.servers import embedded_server
+
+TRAFFIC_RATE = SETTING["traffic_rate"].number()  # the defaults, as the gate uses them
+MAX_BLOCK_MS = SETTING["max_block_ms"].number()
 
 Conn = psycopg.Connection[tuple[object, ...]]
 
@@ -99,7 +102,7 @@ def main() -> None:
             )
             caught, blocked, held = 0, [], []
             for _ in range(args.trials):
-                _, report = run(db, m, DEFAULT_TRAFFIC_RATE)
+                _, report = run(db, m, TRAFFIC_RATE)
                 assert report is not None
                 if report.blocked:
                     caught += 1
@@ -125,7 +128,7 @@ def main() -> None:
             for label, rate in (
                 ("no monitor", None),
                 ("monitor", 0.0),
-                ("monitor + traffic", DEFAULT_TRAFFIC_RATE),
+                ("monitor + traffic", TRAFFIC_RATE),
             ):
                 elapsed, _ = run(db, heavy, rate)
                 times[label].append(elapsed)
@@ -139,7 +142,7 @@ def main() -> None:
     print()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}")
     print(
-        f"detection: SHARE held on a 1,000,000-row table, traffic at {DEFAULT_TRAFFIC_RATE} "
+        f"detection: SHARE held on a 1,000,000-row table, traffic at {TRAFFIC_RATE} "
         f"queries/s per session, {args.trials} trials each"
     )
     print(
@@ -164,7 +167,7 @@ def main() -> None:
             headers=("configuration", "median s", "vs no monitor"),
         )
     )
-    print(f"\n(max_block_ms default {DEFAULT_MAX_BLOCK_MS} ms)")
+    print(f"\n(max_block_ms default {MAX_BLOCK_MS} ms)")
 
 
 if __name__ == "__main__":

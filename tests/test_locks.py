@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ from pytest_dbgate.observe.relations import touched_relations
 from pytest_dbgate.observe.remeasure import Measure, median
 from pytest_dbgate.observe.timeline import HeldLock, LockReport
 from pytest_dbgate.pg.connections import Endpoint, connection
+from pytest_dbgate.pg.janitor import OWNER
 from pytest_dbgate.pg.seed import load_seed
 
 from .conftest import PROJECTS, REPO, Project, example, outcomes, url
@@ -259,6 +261,13 @@ def _postgres_dirs() -> set[str]:
     return {p.name for p in Path("/tmp").glob("dbgate-*")}
 
 
+def _owner(name: str) -> int | None:
+    try:
+        return int((Path(tempfile.gettempdir()) / name / OWNER).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def test_sigterm_stops_everything_the_gate_started(pytester: pytest.Pytester) -> None:
     """A cancelled CI job: the run ends, and no server, thread or session is left behind."""
     (pytester.path / "migrations").mkdir()
@@ -286,7 +295,8 @@ def test_sigterm_stops_everything_the_gate_started(pytester: pytest.Pytester) ->
         seen.append(line)
         if "applying 1_slow" in line:
             break
-    started = _postgres_dirs() - before
+    # This run's own folders: other runs on the machine (another xdist worker) come and go.
+    started = {name for name in _postgres_dirs() - before if _owner(name) == proc.pid}
     servers = {name for name in started if name.startswith(("dbgate-prod-", "dbgate-staging-"))}
     assert len(servers) == 2, "the run's two embedded servers are up"
     time.sleep(1)

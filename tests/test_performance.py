@@ -85,7 +85,7 @@ def test_a_dropped_index_fails_the_query_that_needs_it(perf_project: Project) ->
             "workload query events_of_an_account is slower after the migrations: * → * ms "
             "(+* %, at least +* % with 95 % confidence; 30 rounds side by side); plan: "
             "Bitmap Heap Scan on events, Bitmap Index Scan using events_account_idx → Seq Scan "
-            "on events (* → * blocks per call)",
+            "on events (* → * blocks per call); confirmed by a second measurement (the first: *)",
             "    SELECT id, kind FROM events WHERE account_id = 4242 ORDER BY id",
             "  plan: Bitmap Heap Scan on events, Bitmap Index Scan using events_account_idx → "
             "Seq Scan on events",
@@ -119,7 +119,7 @@ def test_a_cpu_heavy_trigger_fails_the_write_it_slows(perf_project: Project) -> 
             "*_ performance: query[[]edit_events[]] _*",
             "workload query edit_events is slower after the migrations: * → * ms (+* %, at "
             "least +* % with 95 % confidence; * rounds side by side); same plan, same blocks: "
-            "slower per call (CPU: triggers, functions, casts)",
+            "slower per call (CPU: triggers, functions, casts); confirmed by a second measurement*",
             "    UPDATE events SET kind = kind WHERE id BETWEEN 1000 AND 1019",
             "  trigger events_checksum on events: new, * ms per run",
             "  plan (unchanged): ModifyTable on events; Index Scan using events_pkey on events",
@@ -137,7 +137,8 @@ def test_a_slowed_function_fails_the_query_that_calls_it(perf_project: Project) 
         [
             "*_ performance: query[[]event_labels[]] _*",
             "workload query event_labels is slower after the migrations: * same plan, same "
-            "blocks: slower per call (CPU: triggers, functions, casts)",
+            "blocks: slower per call (CPU: triggers, functions, casts); confirmed by a second "
+            "measurement*",
             "  function public.event_label: * → * ms per run",
         ]
     )

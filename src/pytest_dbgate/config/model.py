@@ -17,26 +17,8 @@ from typing import TYPE_CHECKING
 from pytest_dbgate.config.errors import ConfigError
 from pytest_dbgate.config.settings import (
     DATABASE_URL_ENV,
-    DEFAULT_LINT_SMALL_TABLE_ROWS,
-    DEFAULT_LOCK_RETRIES,
-    DEFAULT_LOCK_RETRY_WAIT_S,
-    DEFAULT_LOCK_TIMEOUT_MS,
-    DEFAULT_MAX_BLOCK_MS,
-    DEFAULT_MAX_IDLE_IN_TRANSACTION_MS,
-    DEFAULT_MAX_LOCK_MS,
-    DEFAULT_MAX_REGRESSION,
-    DEFAULT_MIGRATION_TIMEOUT_S,
-    DEFAULT_MIGRATIONS,
-    DEFAULT_PERF_BUDGET_S,
-    DEFAULT_PERF_FLOOR_MS,
-    DEFAULT_POOL_SIZE,
     DEFAULT_RECORD,
-    DEFAULT_RECORD_MAX_AGE,
-    DEFAULT_REPORT_DIR,
-    DEFAULT_SNAPSHOT_MAX_AGE,
     DEFAULT_STAGING_DIR,
-    DEFAULT_TRAFFIC_RATE,
-    DEFAULT_WORKLOAD_RUNS,
     LAYOUTS,
     SETTING,
     SIGNING_KEY_ENV,
@@ -50,7 +32,7 @@ if TYPE_CHECKING:
     import pytest
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class GateConfig:
     """Everything the gate was told, resolved to absolute paths and checked values.
 
@@ -73,22 +55,22 @@ class GateConfig:
     post_migrate_command: str | None = None
     migrate_command: str | None = None
     workload: Path | None = None
-    workload_runs: int = DEFAULT_WORKLOAD_RUNS
-    max_regression: float | None = DEFAULT_MAX_REGRESSION
-    perf_floor_ms: float = DEFAULT_PERF_FLOOR_MS
-    perf_budget_s: float = DEFAULT_PERF_BUDGET_S
-    max_lock_ms: float = DEFAULT_MAX_LOCK_MS
-    max_block_ms: float = DEFAULT_MAX_BLOCK_MS
-    traffic_rate: float = DEFAULT_TRAFFIC_RATE
-    record: Path = Path(DEFAULT_REPORT_DIR) / DEFAULT_RECORD
+    workload_runs: int
+    max_regression: float | None
+    perf_floor_ms: float
+    perf_budget_s: float
+    max_lock_ms: float
+    max_block_ms: float
+    traffic_rate: float
+    record: Path
     production_url: str | None = field(default=None, repr=False)
     production_url_setting: str = f"${SOURCE_URL_ENV}"
     record_max_age: timedelta = timedelta(days=3)
-    lock_timeout_ms: float = DEFAULT_LOCK_TIMEOUT_MS
-    migration_timeout_s: float = DEFAULT_MIGRATION_TIMEOUT_S
-    lock_retries: int = DEFAULT_LOCK_RETRIES
-    max_idle_in_transaction_ms: float = DEFAULT_MAX_IDLE_IN_TRANSACTION_MS
-    lock_retry_wait_s: float = DEFAULT_LOCK_RETRY_WAIT_S
+    lock_timeout_ms: float
+    migration_timeout_s: float
+    lock_retries: int
+    max_idle_in_transaction_ms: float
+    lock_retry_wait_s: float
     holdbacks: tuple[tuple[str, timedelta], ...] = ()
     release_early: tuple[str, ...] = ()
     signing_key: str | None = field(default=None, repr=False)
@@ -99,7 +81,7 @@ class GateConfig:
     refresh: bool = False
     snapshot_file: Path | None = None
     staging_dir: Path | None = None
-    lint_small_table_rows: int = DEFAULT_LINT_SMALL_TABLE_ROWS
+    lint_small_table_rows: int
 
     @property
     def performance(self) -> bool:
@@ -130,12 +112,12 @@ def read_config(config: pytest.Config) -> GateConfig | None:
     source_url, source_setting = reader.url("source_url", SOURCE_URL_ENV)
     staging_url, staging_setting = reader.url("staging_url", STAGING_URL_ENV)
     extensions = reader.extensions()
-    report_dir = reader.path("report_dir", DEFAULT_REPORT_DIR)
+    report_dir = reader.path("report_dir")
     production_url, production_setting = reader.url("production_url", SOURCE_URL_ENV)
     return GateConfig(
         mode=mode,
         rootdir=config.rootpath,
-        migrations=reader.path("migrations", DEFAULT_MIGRATIONS),
+        migrations=reader.path("migrations"),
         report_dir=report_dir,
         source_url=source_url,
         source_url_setting=source_setting,
@@ -144,40 +126,38 @@ def read_config(config: pytest.Config) -> GateConfig | None:
         extensions=extensions,
         seed=reader.seed(),
         pg_bindir=reader.optional_path("pg_bindir"),
-        pool_size=reader.whole("pool_size", DEFAULT_POOL_SIZE),
+        pool_size=reader.whole("pool_size"),
         test_command=reader.text("test_command"),
         post_migrate_command=reader.text("post_migrate_command"),
         migrate_command=reader.text("migrate_command"),
         workload=reader.optional_path("workload"),
-        workload_runs=reader.whole("workload_runs", DEFAULT_WORKLOAD_RUNS),
-        max_regression=reader.fraction_or_off("max_regression", DEFAULT_MAX_REGRESSION),
-        perf_floor_ms=reader.number("perf_floor_ms", DEFAULT_PERF_FLOOR_MS),
-        perf_budget_s=reader.number("perf_budget", DEFAULT_PERF_BUDGET_S),
-        max_lock_ms=reader.number("max_lock_ms", DEFAULT_MAX_LOCK_MS),
-        max_block_ms=reader.number("max_block_ms", DEFAULT_MAX_BLOCK_MS),
-        traffic_rate=reader.number("traffic_rate", DEFAULT_TRAFFIC_RATE),
+        workload_runs=reader.whole("workload_runs"),
+        max_regression=reader.fraction_or_off("max_regression"),
+        perf_floor_ms=reader.number("perf_floor_ms"),
+        perf_budget_s=reader.number("perf_budget"),
+        max_lock_ms=reader.number("max_lock_ms"),
+        max_block_ms=reader.number("max_block_ms"),
+        traffic_rate=reader.number("traffic_rate"),
         record=reader.optional_path("record") or report_dir / DEFAULT_RECORD,
         production_url=production_url,
         production_url_setting=production_setting,
-        record_max_age=reader.period("record_max_age", DEFAULT_RECORD_MAX_AGE),
-        lock_timeout_ms=reader.number("lock_timeout", DEFAULT_LOCK_TIMEOUT_MS),
-        migration_timeout_s=reader.number("migration_timeout", DEFAULT_MIGRATION_TIMEOUT_S),
-        lock_retries=reader.whole("lock_retries", DEFAULT_LOCK_RETRIES),
-        max_idle_in_transaction_ms=reader.number(
-            "max_idle_in_transaction_ms", DEFAULT_MAX_IDLE_IN_TRANSACTION_MS
-        ),
-        lock_retry_wait_s=reader.number("lock_retry_wait", DEFAULT_LOCK_RETRY_WAIT_S),
+        record_max_age=reader.period("record_max_age"),
+        lock_timeout_ms=reader.number("lock_timeout"),
+        migration_timeout_s=reader.number("migration_timeout"),
+        lock_retries=reader.whole("lock_retries"),
+        max_idle_in_transaction_ms=reader.number("max_idle_in_transaction_ms"),
+        lock_retry_wait_s=reader.number("lock_retry_wait"),
         holdbacks=reader.holdbacks(),
         release_early=reader.one_off("release_early"),
         signing_key=os.environ.get(SIGNING_KEY_ENV) or None,
         layout=reader.choice("layout", LAYOUTS, "auto"),
-        snapshot_max_age=reader.period("snapshot_max_age", DEFAULT_SNAPSHOT_MAX_AGE),
+        snapshot_max_age=reader.period("snapshot_max_age"),
         refresh=reader.switch("refresh"),
         snapshot_file=reader.optional_path("snapshot"),
         staging_dir=reader.path_or_off("staging_dir", report_dir / DEFAULT_STAGING_DIR),
         clone_command=reader.text("clone_command"),
         clone_cleanup_command=reader.text("clone_cleanup_command"),
-        lint_small_table_rows=reader.whole("lint_small_table_rows", DEFAULT_LINT_SMALL_TABLE_ROWS),
+        lint_small_table_rows=reader.whole("lint_small_table_rows"),
     )
 
 
@@ -214,9 +194,9 @@ class _Reader:
             return None
         return value
 
-    def path(self, name: str, default: str) -> Path:
+    def path(self, name: str) -> Path:
         found = self.optional_path(name)
-        return found if found is not None else (self._inidir / default).resolve()
+        return found if found is not None else (self._inidir / SETTING[name].word()).resolve()
 
     def optional_path(self, name: str) -> Path | None:
         cli = self._cli(name)
@@ -300,9 +280,9 @@ class _Reader:
             raise ConfigError.bad_value(SETTING[name].flag, raw, "one of " + ", ".join(choices))
         return raw
 
-    def period(self, name: str, default: str) -> timedelta:
+    def period(self, name: str) -> timedelta:
         cli = self._cli(name)
-        raw = str(cli if cli is not None else self._ini(name) or default)
+        raw = str(cli if cli is not None else self._ini(name) or SETTING[name].word())
         found = parse_period(raw)
         limits = SETTING[name].range
         assert limits is not None
@@ -328,21 +308,21 @@ class _Reader:
             entries.append((key.strip(), found))
         return tuple(entries)
 
-    def fraction_or_off(self, name: str, default: float) -> float | None:
+    def fraction_or_off(self, name: str) -> float | None:
         raw = self._raw(name)
         if raw is not None and str(raw).strip().lower() in ("off", "none", "false"):
             return None
-        return self.number(name, default)
+        return self.number(name)
 
     def _raw(self, name: str) -> object:
         cli = self._cli(name)
         return cli if cli is not None else self._ini(name)
 
-    def number(self, name: str, default: float) -> float:
+    def number(self, name: str) -> float:
         """A numeric option within its declared range; anything else is a usage error."""
         raw = self._raw(name)
         if raw is None:
-            return default
+            return SETTING[name].number()
         limits = SETTING[name].range
         assert limits is not None, f"{name} declares no range"
         try:
@@ -353,8 +333,8 @@ class _Reader:
             raise ConfigError.bad_value(SETTING[name].flag, str(raw), limits.expected())
         return value
 
-    def whole(self, name: str, default: int) -> int:
-        return int(self.number(name, default))
+    def whole(self, name: str) -> int:
+        return int(self.number(name))
 
 
 def _period_expected(limits: Range) -> str:

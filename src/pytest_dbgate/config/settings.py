@@ -15,29 +15,10 @@ MODES: tuple[Mode, ...] = ("staging", "production", "lint")
 SOURCE_URL_ENV = "PROD_DATABASE_URL"
 STAGING_URL_ENV = "STAGING_DATABASE_URL"
 DATABASE_URL_ENV = "DATABASE_URL"
-DEFAULT_MIGRATIONS = "migrations"
-DEFAULT_REPORT_DIR = ".dbgate"
-DEFAULT_POOL_SIZE = 10
-DEFAULT_WORKLOAD_RUNS = 30
-DEFAULT_MAX_REGRESSION = 0.20
-DEFAULT_PERF_FLOOR_MS = 0.1
-DEFAULT_PERF_BUDGET_S = 60.0
-DEFAULT_MAX_LOCK_MS = 1000
-DEFAULT_MAX_BLOCK_MS = 500
-DEFAULT_TRAFFIC_RATE = 20
+# Files the gate keeps in the report folder, unless their own option names another place.
 DEFAULT_RECORD = "gate-record.json"
-DEFAULT_RECORD_MAX_AGE = "3d"
-DEFAULT_LOCK_TIMEOUT_MS = 500
-# Long enough for any real migration on a big table, short enough that a forgotten pg_sleep or
-# an endless loop ends the CI job with a message instead of its hard timeout.
-DEFAULT_MIGRATION_TIMEOUT_S = 1800.0
-DEFAULT_LOCK_RETRIES = 5
-DEFAULT_MAX_IDLE_IN_TRANSACTION_MS = 5_000
-DEFAULT_LOCK_RETRY_WAIT_S = 1.0
 MAX_RETRY_WAIT_S = 60.0  # a wait doubles per retry up to this
 SIGNING_KEY_ENV = "DBGATE_SIGNING_KEY"
-DEFAULT_LINT_SMALL_TABLE_ROWS = 10_000
-DEFAULT_SNAPSHOT_MAX_AGE = "1d"
 DEFAULT_STAGING_DIR = "staging-server"
 LAYOUTS = ("auto", "flat", "prisma", "flyway", "golang-migrate", "dbmate")
 
@@ -72,15 +53,38 @@ YEAR_H = 366 * 24
 
 @dataclass(frozen=True)
 class Setting:
-    """One option: its CLI flag, ini key, help text and accepted range, declared in one place."""
+    """One option: its CLI flag, ini key, help text, default and accepted range, declared in
+    one place; ``{default}`` in the help shows the default."""
 
     name: str
-    help: str
+    text: str
     ini_type: Literal["string", "paths", "args", "bool"] = "string"
     metavar: str = "VALUE"
     cli_append: bool = False
     range: Range | None = None
     ini: bool = True  # False: a one-off decision, on the command line only
+    default: str | float | None = None  # None: no default (unset, or derived from another)
+
+    @property
+    def help(self) -> str:
+        shown = (
+            ""
+            if self.default is None
+            else f"{self.default:g}"
+            if isinstance(self.default, float)
+            else str(self.default)
+        )
+        return self.text.replace("{default}", shown)
+
+    def number(self) -> float:
+        """The default of a numeric option."""
+        assert isinstance(self.default, int | float), f"{self.name} has no numeric default"
+        return float(self.default)
+
+    def word(self) -> str:
+        """The default of a text option (a path, a period)."""
+        assert isinstance(self.default, str), f"{self.name} has no text default"
+        return self.default
 
     @property
     def flag(self) -> str:
@@ -98,8 +102,9 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         "migrations",
-        f"folder of the release's migration files (default: {DEFAULT_MIGRATIONS})",
+        "folder of the release's migration files (default: {default})",
         metavar="PATH",
+        default="migrations",
     ),
     Setting(
         "layout",
@@ -109,10 +114,11 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "lint_small_table_rows",
-        f"staging: a lint finding on a table with fewer rows than this is reported, not failed "
-        f"(default: {DEFAULT_LINT_SMALL_TABLE_ROWS})",
+        "staging: a lint finding on a table with fewer rows than this is reported, not failed "
+        "(default: {default})",
         metavar="N",
         range=Range(0, 1e12, "rows", whole=True),
+        default=10_000,
     ),
     Setting(
         "source_url",
@@ -135,8 +141,9 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "report_dir",
-        f"folder the gate writes its reports to (default: {DEFAULT_REPORT_DIR})",
+        "folder the gate writes its reports to (default: {default})",
         metavar="PATH",
+        default=".dbgate",
     ),
     Setting(
         "seed",
@@ -186,60 +193,67 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "workload_runs",
-        f"most rounds each workload query runs per phase, after two warm-up rounds; fewer when "
-        f"the time budget runs out, never fewer than 3 (default: {DEFAULT_WORKLOAD_RUNS})",
+        "most rounds each workload query runs per phase, after two warm-up rounds; fewer when "
+        "the time budget runs out, never fewer than 3 (default: {default})",
         metavar="N",
         range=Range(3, 10_000, "rounds", whole=True),
+        default=30,
     ),
     Setting(
         "perf_budget",
-        f"seconds each phase may spend running the workload, shared among its queries; a slow "
-        f"query gets fewer rounds (default: {DEFAULT_PERF_BUDGET_S:g})",
+        "seconds each phase may spend running the workload, shared among its queries; a slow "
+        "query gets fewer rounds (default: {default})",
         metavar="SECONDS",
         range=Range(1, 86_400, "seconds"),
+        default=60.0,
     ),
     Setting(
         "max_regression",
-        f"allowed slow-down of a query's execution time, as a fraction (default: "
-        f"{DEFAULT_MAX_REGRESSION}); `off` disables the performance stage",
+        "allowed slow-down of a query's execution time, as a fraction (default: "
+        "{default}); `off` disables the performance stage",
         metavar="FRACTION",
         range=Range(0, 100, "a fraction (0.2 is 20 %)"),
+        default=0.20,
     ),
     Setting(
         "perf_floor_ms",
-        f"a query slower by less than this many milliseconds passes whatever the ratio (default: "
-        f"{DEFAULT_PERF_FLOOR_MS})",
+        "a query slower by less than this many milliseconds passes whatever the ratio (default: "
+        "{default})",
         metavar="MS",
         range=Range(0, 60_000, "milliseconds"),
+        default=0.1,
     ),
     Setting(
         "max_lock_ms",
-        f"longest a migration may hold a lock that blocks reads or writes on a table with rows "
-        f"(default: {DEFAULT_MAX_LOCK_MS})",
+        "longest a migration may hold a lock that blocks reads or writes on a table with rows "
+        "(default: {default})",
         metavar="MS",
         range=Range(0, DAY_MS, "milliseconds"),
+        default=1000,
     ),
     Setting(
         "max_block_ms",
-        f"longest a simulated application session may wait for a migration (default: "
-        f"{DEFAULT_MAX_BLOCK_MS})",
+        "longest a simulated application session may wait for a migration (default: {default})",
         metavar="MS",
         range=Range(0, DAY_MS, "milliseconds"),
+        default=500,
     ),
     Setting(
         "max_idle_in_transaction_ms",
         "production: a session idle in a transaction longer than this (holding its locks until "
         "someone ends it) fails the no_blocking_sessions preflight (default: "
-        f"{DEFAULT_MAX_IDLE_IN_TRANSACTION_MS})",
+        "{default})",
         metavar="MS",
         range=Range(0, DAY_MS, "milliseconds"),
+        default=5_000,
     ),
     Setting(
         "traffic_rate",
-        f"queries per second each simulated reader and writer sends while a migration runs "
-        f"(default: {DEFAULT_TRAFFIC_RATE}; 0: no traffic)",
+        "queries per second each simulated reader and writer sends while a migration runs "
+        "(default: {default}; 0: no traffic)",
         metavar="N",
         range=Range(0, 1_000, "queries per second"),
+        default=20,
     ),
     Setting(
         "record",
@@ -255,39 +269,44 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "record_max_age",
-        f"oldest gate record production accepts, as <N>h, <N>d or <N>w (default: "
-        f"{DEFAULT_RECORD_MAX_AGE})",
+        "oldest gate record production accepts, as <N>h, <N>d or <N>w (default: {default})",
         metavar="PERIOD",
         range=Range(1, YEAR_H, "hours"),
+        default="3d",
     ),
     Setting(
         "migration_timeout",
         "longest a migration file may run, in seconds, on staging and production: its "
         "statements run with this statement_timeout and the file is cancelled when it is up "
-        f"(default: {DEFAULT_MIGRATION_TIMEOUT_S:.0f}, 30 minutes)",
+        "(default: {default}, 30 minutes)",
         metavar="SECONDS",
         range=Range(1, 7 * 86400, "seconds"),
+        # Long enough for any real migration on a big table, short enough that a forgotten
+        # pg_sleep or an endless loop ends the CI job with a message, not its hard timeout.
+        default=1800.0,
     ),
     Setting(
         "lock_timeout",
         f"production: lock_timeout of the migrating session, in milliseconds, 1 to {DAY_MS} "
-        f"(default: {DEFAULT_LOCK_TIMEOUT_MS})",
+        f"(default: {{default}})",
         metavar="MS",
         range=Range(1, DAY_MS, "milliseconds"),
+        default=500,
     ),
     Setting(
         "lock_retries",
-        f"production: times a migration is retried after a lock timeout (default: "
-        f"{DEFAULT_LOCK_RETRIES})",
+        "production: times a migration is retried after a lock timeout (default: {default})",
         metavar="N",
         range=Range(0, 100, "retries", whole=True),
+        default=5,
     ),
     Setting(
         "lock_retry_wait",
-        f"production: seconds before the first retry, doubling for each next one (default: "
-        f"{DEFAULT_LOCK_RETRY_WAIT_S:g})",
+        "production: seconds before the first retry, doubling for each next one (default: "
+        "{default})",
         metavar="SECONDS",
         range=Range(0, MAX_RETRY_WAIT_S, "seconds"),
+        default=1.0,
     ),
     Setting(
         "holdbacks",
@@ -332,10 +351,11 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "snapshot_max_age",
-        f"oldest cached snapshot a run reuses instead of dumping the source, as <N>h, <N>d or "
-        f"<N>w (default: {DEFAULT_SNAPSHOT_MAX_AGE})",
+        "oldest cached snapshot a run reuses instead of dumping the source, as <N>h, <N>d or "
+        "<N>w (default: {default})",
         metavar="PERIOD",
         range=Range(0, YEAR_H, "hours"),
+        default="1d",
     ),
     Setting(
         "refresh",
@@ -344,10 +364,11 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "pool_size",
-        f"connections the application's pool opens; pool headroom must leave room for it plus "
-        f"the migration and the monitor (default: {DEFAULT_POOL_SIZE})",
+        "connections the application's pool opens; pool headroom must leave room for it plus "
+        "the migration and the monitor (default: {default})",
         metavar="N",
         range=Range(0, 100_000, "connections", whole=True),
+        default=10,
     ),
 )
 

@@ -17,13 +17,12 @@ import pytest
 from pytest_dbgate.core.criterion import Criterion
 from pytest_dbgate.core.dependencies import blocked, require
 from pytest_dbgate.core.errors import CriterionFailed, DbgateError
+from pytest_dbgate.core.results import ROOT
 from pytest_dbgate.core.run import Run, StepFailed, migration_step
 from pytest_dbgate.migrations.outcomes import Status
 
 if TYPE_CHECKING:
     from _pytest._code.code import ExceptionInfo, TerminalRepr
-
-ROOT = "dbgate"
 
 
 class GateNode(pytest.Collector):

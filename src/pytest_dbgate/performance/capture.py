@@ -158,6 +158,8 @@ class Performance:
             found = judge_workload(
                 measured, before.workload.get(query.label) if alone else None, limits
             )
+            if found.regressed and not alone:
+                found = self._confirm(query, found)
             if found.regressed:
                 found.breakdown = self._breakdown(query)
             results.append(found)
@@ -170,6 +172,26 @@ class Performance:
             self.mask(report_markdown(results, limits, after.method, after.where, after.compacted))
         )
         return results
+
+    def _confirm(self, query: WorkloadQuery, first: Comparison) -> Comparison:
+        """Measure a query found slower once more, side by side, with the rounds in a new random
+        order: a slowdown counts only when both measurements show it. A real one shows twice;
+        a noisy machine seldom fools two measurements the same way."""
+        sides = self._sides.get("after", ())
+        if len(sides) != 2:
+            return first
+        share = max(self.config.perf_budget_s / max(len(self.workload), 1), 1.0)
+        self.progress(f"  {query.label} was slower: measuring it again to confirm")
+        again = measure(sides, [query], Budget(share), self.config.workload_runs, self.progress)
+        second = judge_workload(again[query.label], None, self.thresholds)
+        if second.regressed:
+            second.reason += f"; confirmed by a second measurement (the first: {first.timing})"
+            return second
+        second.reason = (
+            f"{second.reason}; a first measurement had it slower ({first.timing}), this one "
+            "did not confirm it: not counted"
+        )
+        return second
 
     def _breakdown(self, query: WorkloadQuery) -> tuple[Breakdown | None, Breakdown | None]:
         """One timed run on each side still reachable: where the time went."""

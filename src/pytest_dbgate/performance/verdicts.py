@@ -86,6 +86,7 @@ class Comparison:
     # Where the time of one run went on each side: filled in for a regressed query.
     breakdown: tuple[Breakdown | None, Breakdown | None] | None = None
     notes: list[str] = field(default_factory=list)
+    timing: str = ""  # the figures the verdict rests on, as the reason states them
 
     @property
     def regressed(self) -> bool:
@@ -324,6 +325,7 @@ def _settle(result: Comparison, timing: str, limits: Thresholds) -> Comparison:
         and result.after.ms - result.before.ms > limits.floor_ms
     )
     result.verdict = Verdict.REGRESSED if slower else Verdict.OK
+    result.timing = timing
     result.reason = _reason(result, timing, slower, limits)
     return result
 

@@ -11,7 +11,8 @@ from collections.abc import Iterable, Sequence
 
 import pytest
 
-PHASES = ("before", "after")
+from pytest_dbgate.core.results import PHASES
+
 PHASE_FIXTURE = "dbgate_phase"
 MARKER = "dbgate_phase"
 
