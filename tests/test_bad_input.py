@@ -494,3 +494,29 @@ def test_names_with_spaces_and_quotes_pass(
     ran = run_case(pytester, monkeypatch, passing, {"dbgate_lint_small_table_rows": "1000"}, {})
     assert "Traceback" not in ran.output and ran.result.ret == 0, ran.output
     assert not leaks(PASSWORDS, [ran.output], ran.written)
+
+
+def test_a_release_within_the_migration_timeout_passes(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, servers: Servers
+) -> None:
+    """The other side of the runaway rows: statements that take their time, together well
+    within the timeout, on a table whose name needs quoting, pass."""
+    files = migration(
+        "-- dbgate: no-transaction\n"
+        'ALTER TABLE "My Table" ADD COLUMN IF NOT EXISTS "Note" text;\n'
+        "SELECT pg_sleep(0.4);\n"
+        "SELECT pg_sleep(0.4);\n"
+    )
+    env = {"PROD_DATABASE_URL": url(servers.source), "STAGING_DATABASE_URL": url(servers.staging)}
+    within = case(
+        "within the timeout",
+        "none",
+        0,
+        "PASSED",
+        files=files,
+        env=env,
+        args=("--dbgate-migration-timeout=5",),
+    )
+    ran = run_case(pytester, monkeypatch, within, {"dbgate_lint_small_table_rows": "1000"}, {})
+    assert ran.result.ret == 0, ran.output
+    assert "migration timeout" not in ran.output

@@ -129,6 +129,16 @@ CASES = [
     ("outside-database", "DROP DATABASE IF EXISTS other;", "DROP TABLE IF EXISTS other;"),
     ("large-write", "UPDATE t SET a = 0;", "UPDATE t SET a = 0 WHERE id BETWEEN 1 AND 1000;"),
     ("large-write", "DELETE FROM t;", "DELETE FROM t WHERE id < 1000;"),
+    (
+        "large-write",
+        'UPDATE "Account" SET "displayName" = lower("displayName");',
+        'UPDATE "Account" SET "displayName" = lower("displayName") WHERE "id" < 1000;',
+    ),
+    (
+        "outside-database",
+        'DROP DATABASE IF EXISTS "Tenant Archive";',
+        'DROP TABLE IF EXISTS "Tenant Archive";',
+    ),
     ("outside-database", "CREATE DATABASE other;", "CREATE SCHEMA other;"),
     ("outside-database", "ALTER DATABASE app SET work_mem = '1GB';", "SET work_mem = '1GB';"),
     ("outside-database", "ALTER SYSTEM SET work_mem = '1GB';", "SET work_mem = '1GB';"),
@@ -413,3 +423,31 @@ def test_set_not_null_is_exempt_only_after_that_columns_check_was_validated(
             )
         )
         assert "set-not-null" in found["3_m3"], first
+
+
+def test_set_not_null_exemption_follows_quoted_mixed_case_names(tmp_path: Path) -> None:
+    """Prisma-style names: the validated check of "Email" lets "Email" skip the scan, not
+    "Name"."""
+    check = (
+        'ALTER TABLE "Account" ADD CONSTRAINT "Account_Email_nn" CHECK ("Email" IS NOT NULL) '
+        "NOT VALID;"
+    )
+    validate = 'ALTER TABLE "Account" VALIDATE CONSTRAINT "Account_Email_nn";'
+    same = fired(
+        release(
+            tmp_path / "same",
+            check,
+            validate,
+            'ALTER TABLE "Account" ALTER COLUMN "Email" SET NOT NULL;',
+        )
+    )
+    other = fired(
+        release(
+            tmp_path / "other",
+            check,
+            validate,
+            'ALTER TABLE "Account" ALTER COLUMN "Name" SET NOT NULL;',
+        )
+    )
+    assert "set-not-null" not in same["3_m3"]
+    assert "set-not-null" in other["3_m3"]

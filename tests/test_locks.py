@@ -20,7 +20,7 @@ from pytest_dbgate.observe.relations import touched_relations
 from pytest_dbgate.observe.remeasure import Measure, median
 from pytest_dbgate.observe.timeline import HeldLock, LockReport
 from pytest_dbgate.pg.connections import Endpoint, connection
-from pytest_dbgate.pg.janitor import OWNER
+from pytest_dbgate.pg.janitor import owner
 from pytest_dbgate.pg.seed import load_seed
 
 from .conftest import PROJECTS, REPO, Project, example, outcomes, url
@@ -262,10 +262,8 @@ def _postgres_dirs() -> set[str]:
 
 
 def _owner(name: str) -> int | None:
-    try:
-        return int((Path(tempfile.gettempdir()) / name / OWNER).read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
+    made_by = owner(Path(tempfile.gettempdir()) / name)
+    return made_by[0] if made_by else None
 
 
 def test_sigterm_stops_everything_the_gate_started(pytester: pytest.Pytester) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import tempfile
@@ -12,7 +11,7 @@ import pytest
 from junitparser import JUnitXml, Properties, TestCase
 
 from pytest_dbgate.pg.connections import Endpoint
-from pytest_dbgate.pg.janitor import OWNER
+from pytest_dbgate.pg.janitor import owner
 
 from .conftest import REPO, STAGING_PASSWORD, Project, url
 
@@ -63,13 +62,11 @@ def properties(case: TestCase) -> dict[str, str]:
 
 def _embedded_dirs() -> set[str]:
     """The server and dump folders this process made (other runs on the machine come and go)."""
-    mine = f"{os.getpid()} "
-    found = set()
-    for path in Path(tempfile.gettempdir()).glob("dbgate-*"):
-        with contextlib.suppress(OSError):
-            if (path / OWNER).read_text().startswith(mine):
-                found.add(path.name)
-    return found
+    return {
+        path.name
+        for path in Path(tempfile.gettempdir()).glob("dbgate-*")
+        if (owner(path) or (0,))[0] == os.getpid()
+    }
 
 
 def test_without_dbgate_the_users_suite_runs_unchanged(pytester: pytest.Pytester) -> None:

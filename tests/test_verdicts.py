@@ -8,7 +8,14 @@ import pytest
 from pytest_dbgate.performance.sidebyside import Failure, Measured
 from pytest_dbgate.performance.stats import QueryStats
 from pytest_dbgate.performance.timing import Breakdown, Run
-from pytest_dbgate.performance.verdicts import CPU, Thresholds, Verdict, judge_tests, judge_workload
+from pytest_dbgate.performance.verdicts import (
+    CPU,
+    Thresholds,
+    Verdict,
+    confirm,
+    judge_tests,
+    judge_workload,
+)
 from pytest_dbgate.performance.workload import WorkloadQuery
 
 LIMITS = Thresholds(max_regression=0.2, floor_ms=0.1)
@@ -156,3 +163,22 @@ def test_one_slow_call_among_ten_is_not_a_slower_test_query() -> None:
 def test_every_call_slower_is_a_slower_test_query_whatever_its_spread() -> None:
     found = judge_tests("t", stats(0.5, 10, 0.1), stats(2.0, 10, 0.6), (None, None), LIMITS)
     assert found.verdict is Verdict.REGRESSED
+
+
+def test_a_slowdown_confirmed_by_a_second_measurement_counts() -> None:
+    first = judge_workload(side_by_side(runs(STEADY), runs([1.0] * len(STEADY))), None, LIMITS)
+    second = judge_workload(side_by_side(runs(STEADY), runs([0.9] * len(STEADY))), None, LIMITS)
+    found = confirm(first, second)
+    assert found.verdict is Verdict.REGRESSED
+    assert f"confirmed by a second measurement (the first: {first.timing})" in found.reason
+
+
+def test_a_slowdown_the_second_measurement_does_not_show_is_not_counted() -> None:
+    first = judge_workload(side_by_side(runs(STEADY), runs([1.0] * len(STEADY))), None, LIMITS)
+    second = judge_workload(side_by_side(runs(STEADY), runs(STEADY)), None, LIMITS)
+    found = confirm(first, second)
+    assert found.verdict is Verdict.OK
+    assert found.reason.endswith(
+        f"a first measurement had it slower ({first.timing}), this one did not confirm it: "
+        "not counted"
+    )

@@ -67,14 +67,8 @@ class Setting:
 
     @property
     def help(self) -> str:
-        shown = (
-            ""
-            if self.default is None
-            else f"{self.default:g}"
-            if isinstance(self.default, float)
-            else str(self.default)
-        )
-        return self.text.replace("{default}", shown)
+        shown = f"{self.default:g}" if isinstance(self.default, float) else self.default
+        return self.text.replace("{default}", "" if shown is None else str(shown))
 
     def number(self) -> float:
         """The default of a numeric option."""

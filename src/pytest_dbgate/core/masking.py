@@ -9,8 +9,8 @@ whatever a user's test prints, in whichever form it got the URL, comes out as ``
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 MASK = "***"
@@ -27,6 +27,7 @@ _ESCAPES: dict[str, tuple[str, ...]] = {
 }
 
 
+@functools.lru_cache(maxsize=64)
 def spelling(password: str) -> re.Pattern[str]:
     """A pattern matching ``password`` with each character raw, percent-encoded or escaped."""
     parts = []
@@ -55,20 +56,12 @@ class Secrets:
     report section and every progress line goes through :meth:`mask` before anyone sees it."""
 
     passwords: set[str] = field(default_factory=set)
-    _patterns: list[re.Pattern[str]] = field(default_factory=list, repr=False)
 
     def add(self, *passwords: str | None) -> None:
-        for password in passwords:
-            if password and password not in self.passwords:
-                self.passwords.add(password)
-                self._patterns.append(spelling(password))
-                # The longest first, so a password that holds another is masked whole.
-                self._patterns.sort(key=lambda p: len(p.pattern), reverse=True)
+        self.passwords.update(p for p in passwords if p)
 
     def mask(self, text: str) -> str:
-        for pattern in self._patterns:
-            text = pattern.sub(MASK, text)
+        # The longest first, so a password that holds another is masked whole.
+        for password in sorted(self.passwords, key=len, reverse=True):
+            text = mask(text, password)
         return text
-
-    def mask_all(self, values: Iterable[object]) -> list[object]:
-        return [self.mask(v) if isinstance(v, str) else v for v in values]

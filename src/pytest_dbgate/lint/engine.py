@@ -28,10 +28,8 @@ from pglast.enums import (
 
 from pytest_dbgate.config.errors import ConfigError
 from pytest_dbgate.lint.columns import _added_column, _type_name
-from pytest_dbgate.lint.outside import outside_action
 from pytest_dbgate.lint.rules import RULES, Check, Rule
 from pytest_dbgate.migrations.parse import Migration, Statement
-from pytest_dbgate.migrations.sqltext import read_sql
 
 IGNORE = re.compile(
     r"--[ \t]*dbgate[ \t]*:[ \t]*ignore[ \t]+(?P<rule>[a-z0-9-]+)"
@@ -126,7 +124,7 @@ def lint(migrations: Sequence[Migration]) -> dict[str, list[Finding]]:
                         held_back=rule_id == "drop" and migration.hold_back is not None,
                     )
                 )
-            action = outside_action(statement)
+            action = statement.outside
             if action is not None:
                 findings.append(
                     Finding(
@@ -174,7 +172,7 @@ def _ignores(migration: Migration) -> dict[tuple[str, int], str]:
     """``-- dbgate: ignore <rule> <reason>`` in the comment lines right above a statement (that
     statement), or at the top of the file separated from the first statement by a blank line
     (the whole file)."""
-    text = read_sql(migration.path, "migration")
+    text = migration.text
     lines = text.splitlines()
     first = migration.statements[0].line
     starts = {s.line for s in migration.statements}

@@ -33,6 +33,7 @@ from pytest_dbgate.migrations.commits import (
     transaction_control,
 )
 from pytest_dbgate.migrations.layouts import Source, find
+from pytest_dbgate.migrations.outside import outside_action
 
 # `-- dbgate: …`, however it is spelt (`-- DBGATE : hold-back 7d`): a directive must never be
 # missed for a typo; one that does not parse is an error. Block comments cannot hold one.
@@ -60,6 +61,8 @@ class Statement:
     session: Session | None = None  # SET (replayed on resume), RESET ALL (gate settings back)
     commits_itself: bool = False  # a DO block that COMMITs, a CALL: part may be applied
     recheck: Recheck | None = None  # how the catalog settles its outcome after a crash
+    # What it would do outside the migrated database (see migrations.outside): never applied.
+    outside: str | None = None
     # PostgreSQL's parse tree of the statement, so the linter and the lock watch need not parse
     # it again.
     tree: ast.Node | None = field(default=None, compare=False, repr=False)
@@ -96,6 +99,8 @@ class Migration:
     no_transaction: bool
     hold_back: timedelta | None
     layout: str = "flat"  # how the folder was read: which part of the file is the migration
+    # The text its directives are read from (a dbmate file: up to its down section), read once.
+    text: str = field(default="", repr=False, compare=False)
 
     @property
     def id(self) -> str:
@@ -135,7 +140,8 @@ def discover(folder: Path, layout: str = "auto") -> list[Migration]:
 
 def parse_migration(source: Source, layout: str = "flat") -> Migration:
     raw = source.path.read_bytes()
-    no_transaction, hold_back = _directives(source.path, source.header or source.text)
+    text = source.header or source.text
+    no_transaction, hold_back = _directives(source.path, text)
     return Migration(
         version=source.version,
         name=source.name,
@@ -145,6 +151,7 @@ def parse_migration(source: Source, layout: str = "flat") -> Migration:
         no_transaction=no_transaction or source.no_transaction,
         hold_back=hold_back,
         layout=layout,
+        text=text,
     )
 
 
@@ -203,6 +210,7 @@ def split_statements(path: Path, text: str) -> list[Statement]:
                     else None
                 ),
                 lock_rule=lock_rule(node),
+                outside=outside_action(node, body),
                 digest=hashlib.sha256(body.encode()).hexdigest(),
                 control=transaction_control(node),
                 chain=chained(node),
@@ -224,8 +232,7 @@ def _autocommit_reason(node: ast.Node) -> str | None:
     if isinstance(node, ast.DropStmt) and node.concurrent:
         return "DROP INDEX CONCURRENTLY cannot run inside a transaction"
     if isinstance(node, ast.ReindexStmt):
-        params = node.params or ()
-        if any(getattr(p, "defname", None) == "concurrently" for p in params):
+        if _concurrently(node):
             return "REINDEX … CONCURRENTLY cannot run inside a transaction"
         if node.kind in (
             ReindexObjectType.REINDEX_OBJECT_SCHEMA,

@@ -35,7 +35,6 @@ import psycopg
 from pytest_dbgate.config.settings import MAX_RETRY_WAIT_S
 from pytest_dbgate.core.interruptions import Interruptions
 from pytest_dbgate.core.results import Progress
-from pytest_dbgate.lint.outside import outside_action
 from pytest_dbgate.migrations.apply import (
     MIGRATION_RECORDED,
     RETRYABLE,
@@ -461,7 +460,7 @@ def _outside(migration: Migration) -> Failure | None:
     """A file with a statement acting outside the migrated database is never applied, on staging
     (where its effect would land on the staging server, or on another server) or production."""
     for ordinal, statement in enumerate(migration.statements, 1):
-        action = outside_action(statement)
+        action = statement.outside
         if action is not None:
             return Failure(
                 f"not applied: statement {ordinal} acts outside the migrated database (it "

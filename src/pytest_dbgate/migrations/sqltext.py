@@ -24,10 +24,6 @@ def read_sql(path: Path, what: str) -> str:
         raise ConfigError.not_text(path, what, "it is a folder, not a file") from None
     except OSError as exc:
         raise ConfigError.not_text(path, what, f"it cannot be read ({exc.strerror})") from None
-    return decode_sql(raw, path, what)
-
-
-def decode_sql(raw: bytes, path: Path, what: str) -> str:
     if raw.startswith(_UTF16_BOMS):
         raise ConfigError.not_text(path, what, "it is UTF-16 or UTF-32 text, not UTF-8")
     if raw.startswith(codecs.BOM_UTF8):

@@ -30,7 +30,13 @@ from pytest_dbgate.performance.report import report_markdown, write_capture
 from pytest_dbgate.performance.sidebyside import Budget, Measured, Side, measure
 from pytest_dbgate.performance.stats import QueryStats, Snapshot, explain, read_counters, window
 from pytest_dbgate.performance.timing import Breakdown, where_time_went
-from pytest_dbgate.performance.verdicts import Comparison, Thresholds, judge_tests, judge_workload
+from pytest_dbgate.performance.verdicts import (
+    Comparison,
+    Thresholds,
+    confirm,
+    judge_tests,
+    judge_workload,
+)
 from pytest_dbgate.performance.workload import WorkloadQuery
 from pytest_dbgate.pg.connections import Conn
 
@@ -174,24 +180,15 @@ class Performance:
         return results
 
     def _confirm(self, query: WorkloadQuery, first: Comparison) -> Comparison:
-        """Measure a query found slower once more, side by side, with the rounds in a new random
-        order: a slowdown counts only when both measurements show it. A real one shows twice;
-        a noisy machine seldom fools two measurements the same way."""
+        """Measure a query found slower once more, side by side (see :func:`confirm`): a real
+        slowdown shows twice; a noisy machine seldom fools two measurements the same way."""
         sides = self._sides.get("after", ())
         if len(sides) != 2:
             return first
         share = max(self.config.perf_budget_s / max(len(self.workload), 1), 1.0)
         self.progress(f"  {query.label} was slower: measuring it again to confirm")
         again = measure(sides, [query], Budget(share), self.config.workload_runs, self.progress)
-        second = judge_workload(again[query.label], None, self.thresholds)
-        if second.regressed:
-            second.reason += f"; confirmed by a second measurement (the first: {first.timing})"
-            return second
-        second.reason = (
-            f"{second.reason}; a first measurement had it slower ({first.timing}), this one "
-            "did not confirm it: not counted"
-        )
-        return second
+        return confirm(first, judge_workload(again[query.label], None, self.thresholds))
 
     def _breakdown(self, query: WorkloadQuery) -> tuple[Breakdown | None, Breakdown | None]:
         """One timed run on each side still reachable: where the time went."""

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from psycopg import sql
-from psycopg.rows import class_row
+from psycopg.rows import class_row, scalar_row
 
 from pytest_dbgate.performance.stats import MARKER
 from pytest_dbgate.pg.connections import Conn
@@ -89,6 +89,13 @@ def compact_grown(
         # visibility: a plain VACUUM marks them, as it did the un-migrated copy's. (The
         # statistics are kept: the table's oid and contents are the same.)
         conn.execute(sql.SQL("VACUUM {}").format(table))
-        after = table_sizes(conn).get(now.oid)
-        done.append(Compacted(now.name, was.pages, now.pages, after.pages if after else 0))
+        done.append(Compacted(now.name, was.pages, now.pages, _pages(conn, now.oid)))
     return done
+
+
+def _pages(conn: Conn, oid: int) -> int:
+    with conn.cursor(row_factory=scalar_row) as cur:
+        found = cur.execute(
+            "SELECT pg_relation_size(%s) / current_setting('block_size')::int", (oid,)
+        ).fetchone()
+    return int(found or 0)

@@ -306,28 +306,45 @@ def judge_tests(
     # deviation of the mean, so only when the calls after, one deviation down, are still slower
     # than the calls before, one deviation up, did the query itself get slower.
     typical = after.mean_ms - after.stddev_ms > before.mean_ms + before.stddev_ms
-    settled = _settle(result, timing, limits)
-    if settled.verdict is Verdict.REGRESSED and not typical:
-        settled.verdict = Verdict.OK
-        settled.reason = (
-            f"{timing}: a few slow calls, not the query (after: {after.mean_ms:.3f} ± "
-            f"{after.stddev_ms:.3f} ms, before: {before.mean_ms:.3f} ± {before.stddev_ms:.3f} "
-            "ms): not counted"
-        )
-    return settled
+    outlier = (
+        ""
+        if typical
+        else f"a few slow calls, not the query (after: {after.mean_ms:.3f} ± "
+        f"{after.stddev_ms:.3f} ms, before: {before.mean_ms:.3f} ± {before.stddev_ms:.3f} ms)"
+    )
+    return _settle(result, timing, limits, outlier)
 
 
-def _settle(result: Comparison, timing: str, limits: Thresholds) -> Comparison:
-    """The verdict from the ratio's bound and the floor, and the reason that says so."""
+def _settle(result: Comparison, timing: str, limits: Thresholds, outlier: str = "") -> Comparison:
+    """The verdict from the ratio's bound and the floor, and the reason that says so;
+    ``outlier`` says why a slowdown the bound shows is not the query's own."""
     assert result.ratio is not None and result.before is not None and result.after is not None
-    slower = (
+    beyond = (
         result.ratio.lower > 1 + limits.max_regression
         and result.after.ms - result.before.ms > limits.floor_ms
     )
+    slower = beyond and not outlier
     result.verdict = Verdict.REGRESSED if slower else Verdict.OK
     result.timing = timing
-    result.reason = _reason(result, timing, slower, limits)
+    if beyond and outlier:
+        result.reason = f"{timing}: {outlier}: not counted"
+    else:
+        result.reason = _reason(result, timing, slower, limits)
     return result
+
+
+def confirm(first: Comparison, second: Comparison) -> Comparison:
+    """A slowdown measured side by side counts only when a second measurement, with the rounds
+    in a new random order, shows it too; the verdict is the second's, saying what the first
+    found."""
+    if second.regressed:
+        second.reason += f"; confirmed by a second measurement (the first: {first.timing})"
+    else:
+        second.reason = (
+            f"{second.reason}; a first measurement had it slower ({first.timing}), this one "
+            "did not confirm it: not counted"
+        )
+    return second
 
 
 def _reason(result: Comparison, timing: str, slower: bool, limits: Thresholds) -> str:

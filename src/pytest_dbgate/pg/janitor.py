@@ -32,13 +32,10 @@ def sweep() -> list[str]:
     """Stop and remove what runs that are gone left; what was removed, to say so."""
     removed = []
     for folder in sorted(Path(tempfile.gettempdir()).glob(PREFIX + "*")):
-        owner = folder / OWNER
-        try:
-            pid_text, started = owner.read_text().split()
-            pid = int(pid_text)
-        except (OSError, ValueError):
+        made_by = owner(folder)
+        if made_by is None:
             continue  # not a folder of ours, or one being made right now
-        if _alive(pid, started):
+        if _alive(*made_by):
             continue
         stopped = _stop_server(folder / "data")
         size = _size(folder)
@@ -46,6 +43,15 @@ def sweep() -> list[str]:
         what = "an embedded server (stopped) and its data" if stopped else "a folder"
         removed.append(f"{folder} ({what}, {size / 1e6:.1f} MB)")
     return removed
+
+
+def owner(folder: Path) -> tuple[int, str] | None:
+    """The process that made ``folder`` (its id and start time), or ``None`` if not a run."""
+    try:
+        pid_text, started = (folder / OWNER).read_text().split()
+        return int(pid_text), started
+    except (OSError, ValueError):
+        return None
 
 
 def _started(pid: int) -> str:

@@ -5,7 +5,9 @@ Staging is a copy of one database. ``DROP DATABASE IF EXISTS other`` is a no-op 
 configuration, not production's; ``COPY … PROGRAM`` runs a shell command on whichever server;
 ``dblink_exec`` or a foreign server reaches another database, possibly the production source
 itself. Their effect on production cannot be judged from staging, so the gate never applies them
-(on either side) and the lint item fails on them, whatever an ignore says.
+(on either side) and the lint item fails on them, whatever an ignore says. The parser records
+it on each :class:`~pytest_dbgate.migrations.parse.Statement` (``outside``); the linter and the
+runner read it there.
 """
 
 from __future__ import annotations
@@ -14,8 +16,6 @@ import re
 
 from pglast import ast
 from pglast.enums import ObjectType
-
-from pytest_dbgate.migrations.parse import Statement
 
 # Functions whose effect reaches beyond the database they are called in. Looked for in the text
 # (a DO block or a function body is a string to the parser): a call in plpgsql counts too.
@@ -45,13 +45,13 @@ CALL = re.compile(
 )
 
 
-def outside_action(statement: Statement) -> str | None:
-    """What ``statement`` would do beyond the migrated database, or ``None``."""
-    node = statement.tree
-    found = _statement_action(node) if node is not None else None
+def outside_action(node: ast.Node, text: str) -> str | None:
+    """What a statement (its syntax tree and text) would do beyond the migrated database, or
+    ``None``; found once, when the file is parsed."""
+    found = _statement_action(node)
     if found is not None:
         return found
-    call = CALL.search(statement.text)
+    call = CALL.search(text)
     if call is not None:
         name = call["name"].lower()
         what = FUNCTIONS["dblink" if name.startswith("dblink") else name]
