@@ -212,7 +212,7 @@ def test_a_staging_role_without_superuser_is_enough(
                 "*20250116090000_index_recipe_descriptions.sql blocked the application for up "
                 "to * ms (limit 150 ms) and held SHARE on recipes for * ms (limit 250 ms)",
                 "  line 5: CREATE INDEX recipes_description_trgm ON recipes USING gin*",
-                "    fix: add CONCURRENTLY, in a file of its own*",
+                "    fix: CREATE INDEX CONCURRENTLY, in a file of its own*",
             ],
         ),
         (
@@ -231,7 +231,7 @@ def test_a_staging_role_without_superuser_is_enough(
                 "(limit 150 ms)*",
                 "  line *: ALTER TABLE recipe_ingredients DROP CONSTRAINT*",
                 "    held ACCESS EXCLUSIVE on *recipes * ms*",
-                "    fix: ADD CONSTRAINT … NOT VALID, then ALTER TABLE … VALIDATE CONSTRAINT*",
+                "    fix: ADD CONSTRAINT … FOREIGN KEY … NOT VALID, then VALIDATE CONSTRAINT*",
                 "  traffic that waited: *recipes (* reads and writes, longest * ms)*",
             ],
         ),

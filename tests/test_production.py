@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -105,7 +105,7 @@ def test_demo_staging_then_production_then_the_held_back_cleanup(
     first.assert_outcomes(passed=8 + 5 + 2, skipped=1)
     cleanup = "20250115160002_fix_recipe_category_fields_cleanup"
     skipped = next(line for line in first.stdout.lines if line.startswith("SKIPPED"))
-    eligible = (datetime.now(timezone.utc) + timedelta(days=7)).strftime("%Y-%m-%d")
+    eligible = (datetime.now(UTC) + timedelta(days=7)).strftime("%Y-%m-%d")
     assert f"held back until {eligible}" in skipped and "7d after the migrations" in skipped
     assert applied_versions(prod) == [
         "20250115150000",
@@ -191,7 +191,7 @@ def test_an_expired_record_is_refused(deploy_project: Project, deploy_db: Endpoi
     staging_passes(deploy_project)
     path = deploy_project.path / ".dbgate" / "gate-record.json"
     document = json.loads(path.read_text())
-    document["created_at"] = (datetime.now(timezone.utc) - timedelta(days=4)).isoformat()
+    document["created_at"] = (datetime.now(UTC) - timedelta(days=4)).isoformat()
     path.write_text(json.dumps(document))
     result = deploy_project.deploy("-rA")
     assert outcome_of(deploy_project, "dbgate::preflight::record_fresh") == "FAILED"

@@ -382,7 +382,7 @@ def test_a_dump_file_judges_lint_findings_by_the_rows_it_restores(
     lint = "migrations/20260101000000_index_kind.sql::lint"
     from_server = project.run("-k", "lint", "-rA")
     assert from_server.ret == pytest.ExitCode.TESTS_FAILED
-    assert "index-not-concurrent" in from_server.stdout.str()
+    assert "require-concurrent-index-creation" in from_server.stdout.str()
     _dump(deploy_db, binaries, project.path / "prod.dump", "custom")
     project.monkeypatch.delenv("PROD_DATABASE_URL")
     from_file = project.run("--dbgate-snapshot=prod.dump", "-k", "lint or snapshot", "-rA")

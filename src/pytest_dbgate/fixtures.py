@@ -30,8 +30,8 @@ def _staging_gate(config: pytest.Config) -> Gate | None:
 @pytest.fixture
 def dbgate_phase(request: pytest.FixtureRequest) -> str | None:
     """``"before"`` or ``"after"`` under the gate; ``None`` in everyday runs."""
-    from pytest_dbgate.core.dependencies import enter_phase
     from pytest_dbgate.staging.phases import phases_for
+    from pytest_dbgate.staging.window import enter_phase
 
     gate = _staging_gate(request.config)
     phase: str | None = getattr(request, "param", None)

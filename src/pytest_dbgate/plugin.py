@@ -8,6 +8,7 @@ imported, started or collected, and the user's suite runs as before. With it,
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -294,12 +295,22 @@ class GateHooks:
         try:
             if self.results.ran and not hasattr(self.config, "workerinput"):
                 self.written = self.results.write(self.gate.config.report_dir)
+                sarif = self.gate.config.sarif
+                if sarif is not None and self.gate.lint is not None:
+                    from pytest_dbgate.lint.sarif import write_sarif
+
+                    judged = [j for found in self.gate.judged.values() for j in found]
+                    mask = self.results.secrets.mask
+                    self.written.append(write_sarif(sarif, judged, self.gate.shown, mask))
         finally:
             self.gate.close()
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if not self.written:
             return
+        if os.environ.get("GITHUB_ACTIONS") == "true":
+            for command in self._annotations():
+                terminalreporter.write_line(command)
         terminalreporter.write_sep("=", f"dbgate: {self.results.headline()}")
         terminalreporter.write_line(self.results.table())
         for path in self.written:
@@ -307,6 +318,25 @@ class GateHooks:
 
     def pytest_unconfigure(self) -> None:
         self.gate.close()
+
+    def _annotations(self) -> list[str]:
+        """GitHub's workflow commands for the lint's findings and the failing items about one
+        migration file (the lint items are their findings)."""
+        from pytest_dbgate.core.annotations import commands
+        from pytest_dbgate.core.items import CriterionItem
+        from pytest_dbgate.lint.criteria import MigrationLinted
+
+        failed = [
+            (item.criterion.path, item.name, self.results.items[item.nodeid].message)
+            for item in self.generated
+            if isinstance(item, CriterionItem)
+            and item.criterion.path.is_file()
+            and not isinstance(item.criterion, MigrationLinted)
+            and item.nodeid in self.results.items
+            and self.results.items[item.nodeid].outcome in ("failed", "error")
+        ]
+        judged = [j for found in self.gate.judged.values() for j in found]
+        return commands(judged, failed, self.gate.shown, self.results.secrets.mask)
 
 
 def _command_line_ignores(config: pytest.Config) -> list[tuple[str, str]]:

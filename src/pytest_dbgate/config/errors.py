@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
 
 from pytest_dbgate.core.errors import DbgateError
+
+
+def nearest(name: str, known: Iterable[str]) -> str:
+    """`` (did you mean a or b?)`` for a misspelt name, or nothing."""
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
+    return f" (did you mean {' or '.join(close)}?)" if close else ""
 
 
 class ConfigError(DbgateError):
@@ -23,6 +30,14 @@ class ConfigError(DbgateError):
     @classmethod
     def bad_value(cls, option: str, value: str, expected: str) -> ConfigError:
         return cls(f"{option} has an invalid value {value!r}", f"give {expected}")
+
+    @classmethod
+    def bad_lint_rule(cls, option: str, entry: str, rule: str, known: Iterable[str]) -> ConfigError:
+        return cls(
+            f"{option} has an invalid entry {entry!r}{nearest(rule, known)}",
+            "give entries like prefer-robust-stmts=off: a rule id from the README's *Lint* "
+            "section, then fail, report or off",
+        )
 
     @classmethod
     def bad_url(cls, option: str, reason: str) -> ConfigError:
@@ -169,8 +184,8 @@ class ConfigError(DbgateError):
     @classmethod
     def unknown_rule(cls, path: Path, line: int, rule: str, known: Iterable[str]) -> ConfigError:
         return cls(
-            f"{path}:{line}: `-- dbgate: ignore {rule}` names no lint rule",
-            f"use one of: {', '.join(known)}",
+            f"{path}:{line}: `-- dbgate: ignore {rule}` names no lint rule{nearest(rule, known)}",
+            "the README's *Lint* section lists every rule id (squawk's and the gate's)",
         )
 
     @classmethod

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -30,6 +31,8 @@ from pytest_dbgate.config.settings import (
 
 if TYPE_CHECKING:
     import pytest
+
+    from pytest_dbgate.lint.rule import Severity
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,6 +85,9 @@ class GateConfig:
     snapshot_file: Path | None = None
     staging_dir: Path | None = None
     lint_small_table_rows: int
+    lint_rules: tuple[tuple[str, Severity], ...] = ()
+    pg_version: str | None = None  # set: the version lint mode assumes
+    sarif: Path | None = None
 
     @property
     def performance(self) -> bool:
@@ -158,6 +164,9 @@ def read_config(config: pytest.Config) -> GateConfig | None:
         clone_command=reader.text("clone_command"),
         clone_cleanup_command=reader.text("clone_cleanup_command"),
         lint_small_table_rows=reader.whole("lint_small_table_rows"),
+        lint_rules=reader.lint_rules(),
+        pg_version=reader.pg_version(),
+        sarif=reader.optional_path("sarif"),
     )
 
 
@@ -256,6 +265,38 @@ class _Reader:
             return None
         assert isinstance(ini, list)
         return [n for item in ini for n in (p.strip() for p in str(item).split(",")) if n]
+
+    def lint_rules(self) -> tuple[tuple[str, Severity], ...]:
+        from pytest_dbgate.lint.catalog import RULES
+        from pytest_dbgate.lint.rule import SEVERITIES
+
+        entries: list[tuple[str, Severity]] = []
+        for entry in self.listed("lint_rules") or []:
+            rule, _, raw = (part.strip() for part in entry.partition("="))
+            severity = next((s for s in SEVERITIES if s == raw.lower()), None)
+            if rule not in RULES or severity is None:
+                raise ConfigError.bad_lint_rule(SETTING["lint_rules"].flag, entry, rule, RULES)
+            if not RULES[rule].ignorable and severity != "fail":
+                raise ConfigError.bad_value(
+                    SETTING["lint_rules"].flag,
+                    entry,
+                    f"{rule} always fails (what it does is never rehearsed on staging); "
+                    "leave it out",
+                )
+            entries.append((rule, severity))
+        return tuple(entries)
+
+    def pg_version(self) -> str | None:
+        raw = self.text("pg_version")
+        if raw is None:
+            return None
+        if not re.fullmatch(r"(9\.[56]|1[0-9])(\.\d{1,2})?", raw):
+            raise ConfigError.bad_value(
+                SETTING["pg_version"].flag,
+                raw,
+                "a PostgreSQL version from 9.5 to 19, like 15 or 16.4",
+            )
+        return raw
 
     def one_off(self, name: str) -> tuple[str, ...]:
         """A list option that must come from this run's own command line (or PYTEST_ADDOPTS),

@@ -115,6 +115,28 @@ SETTINGS: tuple[Setting, ...] = (
         default=10_000,
     ),
     Setting(
+        "lint_rules",
+        "lint rules' severity, as <rule>=fail|report|off, comma separated on the CLI, space "
+        "separated in the ini (e.g. prefer-robust-stmts=off require-lock-timeout=fail); "
+        "the defaults fail rules about locks, rewrites, validation and compatibility and "
+        "report style and robustness rules",
+        ini_type="args",
+        metavar="LIST",
+    ),
+    Setting(
+        "pg_version",
+        "the PostgreSQL version squawk assumes in lint mode, like 15 or 16.4 (default: the "
+        "project's .squawk.toml pg_version, else {default}); staging lints for the staging "
+        "server's own version",
+        metavar="VERSION",
+        default="18",
+    ),
+    Setting(
+        "sarif",
+        "also write the lint findings as SARIF 2.1.0 to this file (GitHub code scanning reads it)",
+        metavar="PATH",
+    ),
+    Setting(
         "source_url",
         f"URL of the source (production) database, read only (default: ${SOURCE_URL_ENV}; "
         "unset: an embedded server built from dbgate_seed)",

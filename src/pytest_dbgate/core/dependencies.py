@@ -12,7 +12,6 @@ from typing import NoReturn
 import pytest
 
 from pytest_dbgate.core.run import Reporter, Run, StepFailed
-from pytest_dbgate.staging.gate import MIGRATED, SNAPSHOT, Gate
 
 
 def blocked(gate: Run, failed: StepFailed, item: Reporter) -> NoReturn:
@@ -30,18 +29,3 @@ def require(gate: Run, step: str, item: Reporter) -> None:
         if gate.owner(failed.step) is item:
             return
         blocked(gate, failed, item)
-
-
-def enter_phase(gate: Gate, phase: str, item: Reporter) -> None:
-    """Hold a ``[before]`` or ``[after]`` test to its side of the migrations."""
-    if phase == "before":
-        require(gate, SNAPSHOT, item)
-        if gate.migrations_started:
-            pytest.fail(
-                "this [before] test would run after the migrations started: something reordered "
-                "the gate's items (pytest-randomly, say); run the gate without reordering",
-                pytrace=False,
-            )
-    else:
-        require(gate, MIGRATED, item)
-    gate.open_window(phase)

@@ -19,7 +19,6 @@ from pytest_dbgate.core.dependencies import blocked, require
 from pytest_dbgate.core.errors import CriterionFailed, DbgateError
 from pytest_dbgate.core.results import ROOT
 from pytest_dbgate.core.run import Run, StepFailed, migration_step
-from pytest_dbgate.migrations.outcomes import Status
 
 if TYPE_CHECKING:
     from _pytest._code.code import ExceptionInfo, TerminalRepr
@@ -65,6 +64,8 @@ class CriterionItem(pytest.Item):
     def _migrations_ran(self) -> None:
         """Schema checks read the state the migrations reached, failures included; but a
         failure nobody else reports in this session must not pass unseen."""
+        from pytest_dbgate.migrations.outcomes import Status
+
         try:
             outcomes = self.gate.outcomes()
         except StepFailed as failed:

@@ -13,7 +13,7 @@ import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tabulate import tabulate
@@ -258,7 +258,7 @@ class Results:
         document = {
             "plugin_version": __version__,
             "mode": self.mode,
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "passed": self.passed,
             "items": [asdict(r) for r in self.ran],
         }

@@ -19,18 +19,20 @@ from pytest_dbgate.config.errors import ConfigError
 from pytest_dbgate.config.model import GateConfig
 from pytest_dbgate.core.errors import CriterionFailed, DbgateError, Figure
 from pytest_dbgate.core.results import Progress
-from pytest_dbgate.lint.engine import Finding, lint
+from pytest_dbgate.lint.engine import Finding, Lint
+from pytest_dbgate.lint.squawk import read_config as read_squawk_config
 from pytest_dbgate.migrations.parse import Migration, hold_backs, released_early
-from pytest_dbgate.pg.connections import Conn, Endpoint
-from pytest_dbgate.pg.databases import ServerIdentity
 
 if TYPE_CHECKING:
     from pytest_dbgate.core.commands import CommandResult
     from pytest_dbgate.core.criterion import Criterion
     from pytest_dbgate.core.results import Results
+    from pytest_dbgate.lint.judge import Judged
     from pytest_dbgate.migrations.apply import Boundary
     from pytest_dbgate.migrations.outcomes import Outcome
     from pytest_dbgate.migrations.runner import Runner
+    from pytest_dbgate.pg.connections import Conn, Endpoint
+    from pytest_dbgate.pg.databases import ServerIdentity
 
 T = TypeVar("T")
 
@@ -45,6 +47,9 @@ class Reporter(Protocol):
 
 def migration_step(migration: Migration) -> str:
     return f"migration:{migration.id}"
+
+
+LINT = "lint"  # the step that runs squawk on the release
 
 
 class StepFailed(Exception):
@@ -100,11 +105,48 @@ class Run:
         self.release_early = released_early(migrations, config.release_early, self.hold_backs)
         # Told at each point of applying a migration (pytest_dbgate_boundary); set by the plugin.
         self.boundary: Boundary | None = None
-        # The lint's findings, read when the run opens: a bad ignore directive is bad input.
-        self.findings: dict[str, list[Finding]] = lint(migrations) if self.lints else {}
+        # The release read for linting when the run opens (a bad ignore directive or
+        # .squawk.toml is bad input); squawk runs when the findings are first asked for.
+        self.lint: Lint | None = (
+            Lint.read(migrations, read_squawk_config(config.rootdir, config.migrations))
+            if self.lints
+            else None
+        )
+        # What each lint item decided, by migration id: annotations and SARIF read it.
+        self.judged: dict[str, list[Judged]] = {}
 
     def close(self) -> None:
         self._stack.close()
+
+    @property
+    def findings(self) -> dict[str, list[Finding]]:
+        """The lint's findings by migration id (squawk run once); ``StepFailed`` when squawk
+        could not lint the release."""
+        return self._once(LINT, self._lint)
+
+    def _lint(self) -> dict[str, list[Finding]]:
+        if self.lint is None:
+            return {}
+        return self.lint.findings(self.lint_version())
+
+    def lint_version(self) -> str | None:
+        """The PostgreSQL version squawk lints for: the configured one (lint mode)."""
+        return self.config.pg_version
+
+    # What the lint judges findings with beyond the release itself: a copy of production and a
+    # lock watch, which only the staging gate has.
+
+    def lint_applied_before(self) -> dict[str, str]:
+        """Migrations production already had (history, not the release): none known here."""
+        return {}
+
+    def lint_rows_met(self, migration: Migration) -> dict[str, int] | None:
+        """Rows per table as the migration met them; ``None``: unknown (lint mode)."""
+        return None
+
+    def lint_measured(self, migration: Migration) -> str | None:
+        """What the lock watch measured while the migration ran, in one line."""
+        return None
 
     def rel(self, migration: Migration) -> str:
         """A migration's path as the user knows it: relative to the project root."""
@@ -198,7 +240,7 @@ class LintRun(Run):
     lints = True
 
     def steps(self) -> dict[str, Callable[[], object]]:
-        return {}
+        return {LINT: lambda: self.findings}
 
     def checklist(self) -> list[Criterion[Any]]:
         from pytest_dbgate.lint.criteria import lint_checklist

@@ -1,4 +1,4 @@
-"""The lint criterion: one item per migration file, judged with what the gate knows."""
+"""The lint criterion: one item per migration file, each finding judged with what the gate knows."""
 
 from __future__ import annotations
 
@@ -7,18 +7,17 @@ from typing import Any, ClassVar
 
 from pytest_dbgate.core.criterion import Criterion, Figures
 from pytest_dbgate.core.errors import CriterionFailed
-from pytest_dbgate.core.run import Run, StepFailed
-from pytest_dbgate.lint.engine import Finding
+from pytest_dbgate.core.run import LINT, Run
+from pytest_dbgate.lint.judge import Judged, judge
 from pytest_dbgate.migrations.parse import Migration
-from pytest_dbgate.staging.gate import Gate
 
 
 @dataclass(frozen=True)
 class MigrationLinted(Criterion[Run]):
-    """One migration file against the static safety rules (:mod:`pytest_dbgate.lint.engine`).
+    """One migration file against squawk's rules and the gate's own (:mod:`pytest_dbgate.lint`).
 
-    In the staging gate the restored copy says how big each table is: a finding on a table with
-    fewer rows than ``dbgate_lint_small_table_rows`` is reported, not failed.
+    In the staging gate the copy says how big each table was when the migration met it, and the
+    lock watch what its locks really cost.
     """
 
     stage: ClassVar[str] = "lint"
@@ -27,91 +26,65 @@ class MigrationLinted(Criterion[Run]):
 
     def check(self, gate: Run) -> Figures:
         assert self.migration is not None
-        findings = gate.findings.get(self.migration.id, [])
-        applied = _applied_before(gate).get(self.migration.version)
+        applied = gate.lint_applied_before().get(self.migration.version)
         if applied is not None:
             # History, not the release: it ran on production long ago.
             return {"summary": f"already applied ({applied}): not part of this release"}
-        rows = _table_rows(gate, self.migration)
-        limit = gate.config.lint_small_table_rows
-        failing: list[tuple[Finding, bool]] = []
-        reported: list[tuple[Finding, bool]] = []
-        for finding in findings:
-            small = (
-                finding.table is not None
-                and rows is not None
-                and _rows_of(rows, finding.table) < limit
+        severities = dict(gate.config.lint_rules)
+        rows = gate.lint_rows_met(self.migration)
+        measured = gate.lint_measured(self.migration)
+        judged = [
+            verdict
+            for finding in gate.findings.get(self.migration.id, [])
+            if (
+                verdict := judge(
+                    finding,
+                    severities,
+                    rows,
+                    gate.config.lint_small_table_rows,
+                    measured,
+                    staging=rows is not None,
+                )
             )
-            (failing if finding.fails and not small else reported).append((finding, small))
+            is not None
+        ]
+        gate.judged[self.migration.id] = judged
+        failing = [j for j in judged if j.fails]
+        reported = [j for j in judged if not j.fails]
         figures: Figures = {
             "summary": f"{len(failing)} failing, {len(reported)} reported"
-            if findings
+            if judged
             else "no findings",
-            "findings": len(findings),
+            "findings": len(judged),
             "failing": len(failing),
             "reported": len(reported),
-            "rules": ", ".join(sorted({f.rule.id for f in findings})),
+            "rules": ", ".join(sorted({j.finding.rule.id for j in judged})),
         }
         rel = gate.rel(self.migration)
-        notes = []
-        for finding, small in reported:
-            line = f"{rel}:{finding.statement.line}: [{finding.rule.id}] {finding.detail}"
-            if small and finding.table is not None and rows is not None:
-                count = _rows_of(rows, finding.table)
-                line += f" (reported: {finding.table} has {count:,} rows, fewer than {limit:,})"
-            elif finding.ignored is not None:
-                line += f" (ignored: {finding.ignored})"
-            elif finding.held_back:
-                line += " (held back: the sanctioned way to remove what the old release reads)"
-            else:
-                line += " (reported)"
-            notes.append(line)
+        notes = [j.line(rel) for j in reported]
         if notes:
             figures["notes"] = " | ".join(notes)
         if failing:
-            lines = [f"{len(failing)} unsafe statement(s) in {rel}:"]
-            lines += [finding.describe(rel) for finding, _ in failing]
-            if notes:
-                lines.append("  also reported, not failing:")
-                lines += [f"    {note}" for note in notes]
-            if any(finding.rule.ignorable for finding, _ in failing):
-                lines.append(
-                    "  a reviewed exception: `-- dbgate: ignore <rule> <reason>` on the line "
-                    "above the statement"
-                )
-            raise CriterionFailed("\n".join(lines), figures)
+            raise CriterionFailed(_message(rel, failing, notes), figures)
         return figures
 
 
-def _applied_before(gate: Run) -> dict[str, str]:
-    """Migrations the staging copy already has, when there is a copy that could be read."""
-    if not isinstance(gate, Gate):
-        return {}
-    try:
-        return gate.applied_before()
-    except StepFailed:
-        return {}
-
-
-def _table_rows(gate: Run, migration: Migration) -> dict[str, int] | None:
-    """Rows per table as the migration met them: counted just before it ran (what earlier
-    migrations of the release inserted included), else as restored on the staging copy (the
-    source of a dump file is not there to count, the copy is); by name as the SQL gave it and
-    by unqualified name. ``None`` without a copy (lint mode)."""
-    if not isinstance(gate, Gate):
-        return None
-    try:
-        snapshot = gate.snapshot()
-    except StepFailed:
-        return None
-    rows = {table: count for (_, table), count in snapshot.rows().items()}
-    rows.update(gate.sizes_before.get(migration.version, {}))
-    return rows
-
-
-def _rows_of(rows: dict[str, int], table: str) -> int:
-    return rows.get(table, rows.get(table.split(".")[-1], 0))
+def _message(rel: str, failing: list[Judged], notes: list[str]) -> str:
+    lines = [f"{len(failing)} unsafe statement(s) in {rel}:"]
+    lines += [j.describe(rel) for j in failing]
+    if notes:
+        lines.append("  also reported, not failing:")
+        lines += [f"    {note}" for note in notes]
+    if any(j.finding.rule.ignorable for j in failing):
+        lines.append(
+            "  a reviewed exception: `-- dbgate: ignore <rule> <reason>` on the line above the "
+            "statement; a rule's severity: dbgate_lint_rules"
+        )
+    return "\n".join(lines)
 
 
 def lint_checklist(run: Run) -> list[Criterion[Any]]:
-    return [MigrationLinted(f"{run.rel(m)}::lint", m.path, migration=m) for m in run.migrations]
+    return [
+        MigrationLinted(f"{run.rel(m)}::lint", m.path, requires=(LINT,), migration=m)
+        for m in run.migrations
+    ]

@@ -41,6 +41,7 @@ DIRECTIVE = re.compile(r"^\s*--\s*dbgate\s*:\s*(?P<body>.*?)\s*$", re.MULTILINE 
 # CREATE/ALTER ROLE … PASSWORD '…' (and ENCRYPTED PASSWORD): never shown in a message.
 PASSWORD = re.compile(r"(?P<keyword>\bPASSWORD\s+)'(?:[^']|'')*'", re.IGNORECASE)
 BLOCK_DIRECTIVE = re.compile(r"/\*\s*dbgate\s*:", re.IGNORECASE)
+SERIAL_TYPES = frozenset({"serial", "bigserial", "smallserial", "serial2", "serial4", "serial8"})
 KNOWN_DIRECTIVES = ("no-transaction", "hold-back <N>d|h|w", "ignore <lint rule> <reason>")
 
 
@@ -101,6 +102,9 @@ class Migration:
     layout: str = "flat"  # how the folder was read: which part of the file is the migration
     # The text its directives are read from (a dbmate file: up to its down section), read once.
     text: str = field(default="", repr=False, compare=False)
+    # The SQL the runner applies, lines where the file has them (a dbmate file's up section,
+    # the rest blank): what the linter reads.
+    sql: str = field(default="", repr=False, compare=False)
 
     @property
     def id(self) -> str:
@@ -152,6 +156,7 @@ def parse_migration(source: Source, layout: str = "flat") -> Migration:
         hold_back=hold_back,
         layout=layout,
         text=text,
+        sql=source.text,
     )
 
 
@@ -267,50 +272,79 @@ def _autocommit_reason(node: ast.Node) -> str | None:
 
 
 def lock_rule(node: ast.Node) -> str | None:
-    """The rule (in :data:`pytest_dbgate.lint.rules.RULES`, whose fix the lock watch shows)
+    """The rule (in :data:`pytest_dbgate.lint.catalog.RULES`, whose fix the lock watch shows)
     for a statement that holds a strong lock for long, when there is a safe way to do it."""
-    if isinstance(node, ast.IndexStmt | ast.ReindexStmt) and not _concurrently(node):
-        return "index-not-concurrent"
+    if isinstance(node, ast.IndexStmt):
+        return None if node.concurrent else "require-concurrent-index-creation"
+    if isinstance(node, ast.ReindexStmt):
+        return None if _concurrently(node) else "require-concurrent-reindex"
     if isinstance(node, ast.DropStmt) and node.removeType == ObjectType.OBJECT_INDEX:
-        return None if node.concurrent else "index-not-concurrent"
+        return None if node.concurrent else "require-concurrent-index-deletion"
     if isinstance(node, ast.UpdateStmt | ast.DeleteStmt):
         return "large-write"
+    if isinstance(node, ast.VacuumStmt | ast.ClusterStmt):
+        return "rewrite-command"
     if not isinstance(node, ast.AlterTableStmt):
         return None
     for cmd in node.cmds or ():
-        if not isinstance(cmd, ast.AlterTableCmd):
-            continue
-        definition = cmd.def_
-        if cmd.subtype == AlterTableType.AT_AddConstraint and isinstance(
-            definition, ast.Constraint
-        ):
-            if (
-                definition.contype in (ConstrType.CONSTR_FOREIGN, ConstrType.CONSTR_CHECK)
-                and not definition.skip_validation
-            ):
-                return "constraint-not-valid"
-            if (
-                definition.contype in (ConstrType.CONSTR_UNIQUE, ConstrType.CONSTR_PRIMARY)
-                and not definition.indexname
-            ):
-                return "unique-constraint-directly"
-        if cmd.subtype == AlterTableType.AT_AddColumn and isinstance(definition, ast.ColumnDef):
-            kinds = {getattr(c, "contype", None) for c in definition.constraints or ()}
-            if ConstrType.CONSTR_GENERATED in kinds or ConstrType.CONSTR_IDENTITY in kinds:
-                return "rewriting-column"
-            if ConstrType.CONSTR_DEFAULT in kinds:
-                return "volatile-default"
-        if cmd.subtype == AlterTableType.AT_AlterColumnType:
-            return "type-change-rewrite"
-        if cmd.subtype == AlterTableType.AT_SetNotNull:
-            return "set-not-null"
+        if isinstance(cmd, ast.AlterTableCmd):
+            found = _alter_rule(cmd)
+            if found is not None:
+                return found
+    return None
+
+
+def _alter_rule(cmd: ast.AlterTableCmd) -> str | None:
+    definition = cmd.def_
+    if cmd.subtype == AlterTableType.AT_AddConstraint and isinstance(definition, ast.Constraint):
+        kind = definition.contype
+        if kind == ConstrType.CONSTR_FOREIGN and not definition.skip_validation:
+            return "adding-foreign-key-constraint"
+        if kind == ConstrType.CONSTR_CHECK and not definition.skip_validation:
+            return "constraint-missing-not-valid"
+        if kind == ConstrType.CONSTR_UNIQUE and not definition.indexname:
+            return "disallowed-unique-constraint"
+        if kind == ConstrType.CONSTR_PRIMARY and not definition.indexname:
+            return "adding-serial-primary-key-field"
+        if kind == ConstrType.CONSTR_EXCLUSION:
+            return "exclusion-constraint"
+    if cmd.subtype == AlterTableType.AT_AddColumn and isinstance(definition, ast.ColumnDef):
+        names = [getattr(n, "sval", "") for n in getattr(definition.typeName, "names", None) or ()]
+        if names and names[-1] in SERIAL_TYPES:
+            return "adding-serial-column"
+        kinds = {getattr(c, "contype", None) for c in definition.constraints or ()}
+        if kinds & {
+            ConstrType.CONSTR_GENERATED,
+            ConstrType.CONSTR_IDENTITY,
+            ConstrType.CONSTR_DEFAULT,
+        }:
+            return "adding-field-with-default"
+    if cmd.subtype == AlterTableType.AT_AlterColumnType:
+        return "changing-column-type"
+    if cmd.subtype == AlterTableType.AT_SetNotNull:
+        return "adding-not-nullable-field"
     return None
 
 
 def _concurrently(node: ast.IndexStmt | ast.ReindexStmt) -> bool:
+    """``CONCURRENTLY``, or ``(CONCURRENTLY)`` / ``(CONCURRENTLY true)``; not ``false``."""
     if isinstance(node, ast.IndexStmt):
         return bool(node.concurrent)
-    return any(getattr(p, "defname", None) == "concurrently" for p in node.params or ())
+    return any(
+        getattr(p, "defname", None) == "concurrently" and option_on(p) for p in node.params or ()
+    )
+
+
+def option_on(option: ast.DefElem) -> bool:
+    """``(FULL)``, ``(CONCURRENTLY true)`` or ``1`` are on; ``false``, ``off``, ``0`` are off."""
+    arg = option.arg
+    if arg is None:
+        return True
+    if isinstance(arg, ast.Integer):
+        return bool(arg.ival)
+    if isinstance(arg, ast.Boolean):
+        return bool(arg.boolval)
+    return str(getattr(arg, "sval", "")).lower() not in ("false", "off", "no", "0")
 
 
 def hold_backs(

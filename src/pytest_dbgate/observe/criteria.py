@@ -8,7 +8,7 @@ from typing import ClassVar
 from pytest_dbgate.core.criterion import Criterion, Figures
 from pytest_dbgate.core.errors import CriterionFailed
 from pytest_dbgate.core.run import StepFailed, migration_step
-from pytest_dbgate.lint.rules import RULES
+from pytest_dbgate.lint.catalog import RULES
 from pytest_dbgate.migrations.outcomes import Status
 from pytest_dbgate.migrations.parse import Migration
 from pytest_dbgate.observe.lockmodes import sql_mode, strength

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from psycopg import sql
 
@@ -73,7 +73,7 @@ class Cached:
     analyzed: bool = False
 
     def age(self) -> timedelta:
-        return datetime.now(timezone.utc) - self.taken_at
+        return datetime.now(UTC) - self.taken_at
 
     def describe(self) -> str:
         return json.dumps(

@@ -18,7 +18,7 @@ import subprocess
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from io import BufferedReader
 from pathlib import Path
 
@@ -223,13 +223,13 @@ def _version(match: re.Match[str]) -> str:
 
 def _timestamp(text: str) -> datetime | None:
     try:
-        return datetime.strptime(text.strip(), "%Y-%m-%d %H:%M:%S %Z").replace(tzinfo=timezone.utc)
+        return datetime.strptime(text.strip(), "%Y-%m-%d %H:%M:%S %Z").replace(tzinfo=UTC)
     except ValueError:
         return None
 
 
 def _mtime(path: Path) -> datetime:
-    return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+    return datetime.fromtimestamp(path.stat().st_mtime, UTC)
 
 
 def _stem(path: Path) -> str:

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import IO
@@ -135,7 +135,7 @@ def refresh(
         source_conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         row = source_conn.execute("SELECT pg_export_snapshot()").fetchone()
         snapshot_id = str(row[0]) if row else ""
-        taken_at = datetime.now(timezone.utc)
+        taken_at = datetime.now(UTC)
         progress(
             f"dumping {source.display()} (pg_dump {client.major}, directory format, "
             f"{jobs} job{'s' if jobs > 1 else ''})"

@@ -20,7 +20,7 @@ from pytest_dbgate.core.commands import CommandResult, run_command
 from pytest_dbgate.core.errors import PerformanceError
 from pytest_dbgate.core.record import invalidate
 from pytest_dbgate.core.results import Progress
-from pytest_dbgate.core.run import Database, Reporter, Run, StepFailed, migration_step
+from pytest_dbgate.core.run import LINT, Database, Reporter, Run, StepFailed, migration_step
 from pytest_dbgate.migrations.apply import StatementLog
 from pytest_dbgate.migrations.command_mode import CommandMigration, run_migrate_command
 from pytest_dbgate.migrations.history import layout_note
@@ -44,6 +44,7 @@ from pytest_dbgate.pg.servers import EMBEDDED_SOURCE_DB, embedded_server
 from pytest_dbgate.refresh.dumpfile import DumpFile, checksum
 from pytest_dbgate.refresh.restore import Snapshot
 from pytest_dbgate.refresh.steps import Refreshing
+from pytest_dbgate.staging.lint_context import StagingLint
 
 if TYPE_CHECKING:
     from pytest_dbgate.core.criterion import Criterion
@@ -63,7 +64,7 @@ APPLIED_BEFORE = "applied_before"
 COMMAND = "migrate_command"  # command mode: the project's tool applies the migrations
 
 
-class Gate(Refreshing, Run):
+class Gate(StagingLint, Refreshing, Run):
     """One staging gate run against one source and one staging server."""
 
     mode = "staging"
@@ -169,6 +170,7 @@ class Gate(Refreshing, Run):
             AFTER_CAPTURE: self.after_capture,
             PERFORMANCE: self.comparisons,
             COMMAND: self.command,
+            LINT: lambda: self.findings,
         }
 
     def migrated(self) -> CommandResult | None:
@@ -402,7 +404,11 @@ class Gate(Refreshing, Run):
         small-table limit: enough to judge, and cheap on a big table."""
         limit = self.config.lint_small_table_rows
         sizes: dict[str, int] = {}
-        for table in {f.table for f in self.findings.get(migration.id, []) if f.table}:
+        try:
+            findings = self.findings.get(migration.id, [])
+        except StepFailed:
+            return sizes  # squawk failed: the lint items say so
+        for table in {f.table for f in findings if f.table}:
             query = sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} LIMIT %s) AS s").format(
                 sql.Identifier(*table.split("."))
             )
