@@ -21,9 +21,7 @@ def relation_name(relation: ast.RangeVar | None) -> str | None:
     return f"{relation.schemaname}.{relation.relname}" if relation.schemaname else relation.relname
 
 
-def commands(
-    node: ast.Node | None, subtype: AlterTableType
-) -> Iterator[tuple[str | None, object]]:
+def commands(node: ast.Node | None, subtype: AlterTableType) -> Iterator[tuple[str | None, object]]:
     """(table, definition) of each ``ALTER TABLE`` command of ``subtype`` in the statement."""
     if not isinstance(node, ast.AlterTableStmt):
         return
