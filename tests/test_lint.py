@@ -432,3 +432,11 @@ def test_annotations_escape_what_github_reads_as_syntax() -> None:
     assert command == "::error file=db/a%2Cb%3Ac.sql,line=3,col=7,title=rule::50%25 done%0Afix: x"
     applied = of_item("m.sql", "applied", "failed at line 12: relation does not exist")
     assert applied.line == 12 and applied.level == "error"
+
+
+def test_reindex_with_concurrently_switched_off_runs_in_one_transaction(tmp_path: Path) -> None:
+    """It is a plain REINDEX: the runner wraps its file in one transaction (all or nothing,
+    exactly once after any crash), where a concurrent one runs statement by statement."""
+    off = discover(release(tmp_path / "off", "REINDEX (CONCURRENTLY false) TABLE t;"))
+    on = discover(release(tmp_path / "on", "REINDEX (CONCURRENTLY) TABLE t;"))
+    assert off[0].transactional and not on[0].transactional

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from pytest_dbgate.pg.connections import Endpoint
 from pytest_dbgate.pg.janitor import owner
+from pytest_dbgate.pg.seed import load_seed
 
-from .conftest import REPO, Project
+from .conftest import PROJECTS, REPO, Project
 
 
 def mine() -> set[str]:
@@ -244,3 +246,40 @@ def test_lint_rules_and_pg_version_options_change_the_verdict(project: Project) 
     bad = project.run("--dbgate-lint-rules=renaming-colum=off", mode="lint")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
     bad.stderr.fnmatch_lines(["*did you mean renaming-column*"])
+
+
+def test_staging_judges_quoted_mixed_case_tables_by_their_own_size(
+    project: Project, source_server: Endpoint, staging_server: Endpoint
+) -> None:
+    """tests/projects/mixed_case: "Document" has 50,000 rows and an empty lower-case twin
+    `document`; "My Table" 5,000; "Billing Ops"."Rechnungen-Ü" 3,000. An index built without
+    CONCURRENTLY fails on the big table only, each judged by its own count, not its twin's."""
+    source = load_seed(source_server, "mixed_case", [PROJECTS / "mixed_case" / "seed.sql"])
+    folder = project.path / "migrations"
+    folder.mkdir()
+    (folder / "1_index_document.sql").write_text(
+        'CREATE INDEX "Document_Title_idx" ON "Document" ("Title");\n'
+    )
+    (folder / "2_index_twin.sql").write_text("CREATE INDEX document_title ON document (title);\n")
+    (folder / "3_index_my_table.sql").write_text('CREATE INDEX "My Table_n" ON "My Table" (n);\n')
+    (folder / "4_index_invoices.sql").write_text(
+        'CREATE INDEX rechnungen_betrag ON "Billing Ops"."Rechnungen-Ü" ("Betrag €");\n'
+    )
+    project.ini(dbgate_max_regression="off")
+    result = project.against(source, staging_server).run("-k", "lint or applied", "-rA")
+    text = result.stdout.str()
+    assert "FAILED migrations/1_index_document.sql::lint" in text, text
+    for passing in ("2_index_twin", "3_index_my_table", "4_index_invoices"):
+        assert f"PASSED migrations/{passing}.sql::lint" in text, passing
+    results = json.loads((project.path / ".dbgate" / "staging-results.json").read_text())
+    notes = {
+        i["nodeid"].split("/")[-1]: i["figures"].get("notes", "")
+        for i in results["items"]
+        if i["nodeid"].endswith("::lint")
+    }
+    assert "document has 0 rows, fewer than 10,000" in notes["2_index_twin.sql::lint"]
+    assert "My Table has 5,000 rows, fewer than 10,000" in notes["3_index_my_table.sql::lint"]
+    assert (
+        "Billing Ops.Rechnungen-Ü has 3,000 rows, fewer than 10,000"
+        in notes["4_index_invoices.sql::lint"]
+    )

@@ -299,8 +299,8 @@ class GateHooks:
                 if sarif is not None and self.gate.lint is not None:
                     from pytest_dbgate.lint.sarif import write_sarif
 
-                    judged = [j for found in self.gate.judged.values() for j in found]
                     mask = self.results.secrets.mask
+                    judged = self.gate.all_judged()
                     self.written.append(write_sarif(sarif, judged, self.gate.shown, mask))
         finally:
             self.gate.close()
@@ -335,8 +335,7 @@ class GateHooks:
             and item.nodeid in self.results.items
             and self.results.items[item.nodeid].outcome in ("failed", "error")
         ]
-        judged = [j for found in self.gate.judged.values() for j in found]
-        return commands(judged, failed, self.gate.shown, self.results.secrets.mask)
+        return commands(self.gate.all_judged(), failed, self.gate.shown, self.results.secrets.mask)
 
 
 def _command_line_ignores(config: pytest.Config) -> list[tuple[str, str]]:

@@ -115,6 +115,10 @@ class Run:
         # What each lint item decided, by migration id: annotations and SARIF read it.
         self.judged: dict[str, list[Judged]] = {}
 
+    def all_judged(self) -> list[Judged]:
+        """Every lint verdict of the run, in the order the items ran."""
+        return [verdict for found in self.judged.values() for verdict in found]
+
     def close(self) -> None:
         self._stack.close()
 

@@ -43,6 +43,7 @@ class MigrationLinted(Criterion[Run]):
                     rows,
                     gate.config.lint_small_table_rows,
                     measured,
+                    # A migrated copy exists: the staging criteria judge what they measure.
                     staging=rows is not None,
                 )
             )

@@ -13,15 +13,13 @@ import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pglast import ast
-from pglast.enums import TransactionStmtKind
-
+from pytest_dbgate.config.settings import SETTING
 from pytest_dbgate.lint import squawk
 from pytest_dbgate.lint.catalog import RULES, unknown
 from pytest_dbgate.lint.ignores import Ignores, read_ignores
 from pytest_dbgate.lint.release import Release, target
 from pytest_dbgate.lint.rule import Rule
-from pytest_dbgate.lint.rules import OWN_RULES, Context, check_statement
+from pytest_dbgate.lint.rules import Context, check_statement
 from pytest_dbgate.lint.rules.constraint_left_not_valid import left
 from pytest_dbgate.migrations.parse import Migration, Statement
 
@@ -49,7 +47,7 @@ class Finding:
     new: bool = False  # it acts only on what the release itself made
     exempt: str | None = None  # why it is harmless after all (a validated NOT NULL check)
     ignored: str | None = None  # the reason given in an ignore directive
-    held_back: bool = False
+    held_back: bool = False  # its migration is held back (a drop there is the sanctioned way)
 
     @property
     def why(self) -> str:
@@ -76,7 +74,8 @@ class Lint:
     def findings(self, pg_version: str | None) -> dict[str, list[Finding]]:
         """Every finding, by migration id, in file order; ``pg_version`` as squawk takes it."""
         texts = [(m.sql or m.text, _wrapped(m)) for m in self.migrations]
-        reported = squawk.run(texts, pg_version or self.config.pg_version, self.config)
+        version = pg_version or self.config.pg_version or SETTING["pg_version"].word()
+        reported = squawk.run(texts, version, self.config)
         release = Release()
         found: dict[str, list[Finding]] = {}
         for migration, raws in zip(self.migrations, reported, strict=True):
@@ -102,7 +101,7 @@ class Lint:
         depth = 0
         for position, statement in enumerate(statements):
             node = statement.tree
-            depth = _depth(node, depth)
+            depth = _depth(statement, depth)
             new = release.is_new(node)
             own = list(check_statement(statement, Context(depth > 0, release)))
             theirs = by_statement.get(position, [])
@@ -110,7 +109,7 @@ class Lint:
             superseded = {r for module, _ in own for r in module.SUPERSEDES}
             superseded |= {r for r, better in SAYS_LESS.items() if fired & better}
             for raw in theirs:
-                if raw.rule in superseded or raw.rule in self.config.excluded:
+                if raw.rule in superseded:
                     continue
                 rule = RULES.get(raw.rule) or unknown(raw.rule, raw.message, raw.help)
                 findings.append(
@@ -166,12 +165,8 @@ class Lint:
             new,
             exempt,
             self.ignores[migration.id].reason(rule.id, statement.line),
-            held_back=migration.hold_back is not None and rule.kind == "compat",
+            held_back=migration.hold_back is not None,
         )
-
-
-def own_rule_ids() -> list[str]:
-    return [module.RULE.id for module in OWN_RULES]
 
 
 def _wrapped(migration: Migration) -> bool:
@@ -180,15 +175,11 @@ def _wrapped(migration: Migration) -> bool:
     return migration.transactional and not any(s.control for s in migration.statements)
 
 
-def _depth(node: ast.Node | None, depth: int) -> int:
-    """How deep in the file's own BEGIN blocks the statement is."""
-    if not isinstance(node, ast.TransactionStmt):
-        return depth
-    if node.kind in (TransactionStmtKind.TRANS_STMT_BEGIN, TransactionStmtKind.TRANS_STMT_START):
+def _depth(statement: Statement, depth: int) -> int:
+    """How deep in the file's own BEGIN blocks the statement is (``COMMIT AND CHAIN`` keeps the
+    block open)."""
+    if statement.control == "begin":
         return depth + 1
-    if node.kind in (
-        TransactionStmtKind.TRANS_STMT_COMMIT,
-        TransactionStmtKind.TRANS_STMT_ROLLBACK,
-    ):
+    if statement.control in ("commit", "rollback", "prepare") and not statement.chain:
         return max(depth - 1, 0)
     return depth

@@ -48,7 +48,6 @@ class SquawkConfig:
     """The project's ``.squawk.toml``, where it is, and what the gate reads of it."""
 
     path: Path | None
-    excluded: frozenset[str] = frozenset()
     pg_version: str | None = None
 
 
@@ -82,7 +81,7 @@ def _parse(path: Path) -> SquawkConfig:
         )
     for rule in excluded:
         _known(path, rule)
-    return SquawkConfig(path, frozenset(excluded), str(version) if version is not None else None)
+    return SquawkConfig(path, str(version) if version is not None else None)
 
 
 def _known(path: Path, rule: str) -> None:
@@ -131,8 +130,9 @@ def run(
             path = Path(folder) / f"{index:06d}.sql"
             path.write_text(text, encoding="utf-8")
             groups[wrapped].append(path.name)
+        program = binary()
         running = [
-            (_start(folder, names, wrapped, pg_version, config), names)
+            (_start(program, folder, names, wrapped, pg_version, config), names)
             for wrapped, names in groups.items()
             if names
         ]
@@ -145,9 +145,14 @@ def run(
 
 
 def _start(
-    folder: str, names: list[str], wrapped: bool, pg_version: str | None, config: SquawkConfig
+    program: str,
+    folder: str,
+    names: list[str],
+    wrapped: bool,
+    pg_version: str | None,
+    config: SquawkConfig,
 ) -> subprocess.Popen[bytes]:
-    command = [binary(), "--reporter", "json", "--no-error-on-unmatched-pattern"]
+    command = [program, "--reporter", "json", "--no-error-on-unmatched-pattern"]
     command.append("--assume-in-transaction" if wrapped else "--no-assume-in-transaction")
     if pg_version is not None:
         command.append(f"--pg-version={pg_version}")

@@ -309,8 +309,7 @@ def _alter_rule(cmd: ast.AlterTableCmd) -> str | None:
         if kind == ConstrType.CONSTR_EXCLUSION:
             return "exclusion-constraint"
     if cmd.subtype == AlterTableType.AT_AddColumn and isinstance(definition, ast.ColumnDef):
-        names = [getattr(n, "sval", "") for n in getattr(definition.typeName, "names", None) or ()]
-        if names and names[-1] in SERIAL_TYPES:
+        if column_type(definition) in SERIAL_TYPES:
             return "adding-serial-column"
         kinds = {getattr(c, "contype", None) for c in definition.constraints or ()}
         if kinds & {
@@ -324,6 +323,12 @@ def _alter_rule(cmd: ast.AlterTableCmd) -> str | None:
     if cmd.subtype == AlterTableType.AT_SetNotNull:
         return "adding-not-nullable-field"
     return None
+
+
+def column_type(definition: ast.ColumnDef) -> str:
+    """A column definition's type as written, without its schema (``bigserial``, ``int4``)."""
+    names = [getattr(n, "sval", "") for n in getattr(definition.typeName, "names", None) or ()]
+    return names[-1] if names else ""
 
 
 def _concurrently(node: ast.IndexStmt | ast.ReindexStmt) -> bool:

@@ -1,25 +1,23 @@
-"""``concurrently-in-transaction``: a CONCURRENTLY statement inside the file's own BEGIN …
-COMMIT. PostgreSQL refuses it there and the migration fails; squawk catches CREATE INDEX
-CONCURRENTLY, this rule the others (DROP INDEX, REINDEX, DETACH PARTITION)."""
+"""``concurrently-in-transaction``: a statement PostgreSQL refuses inside a transaction block (a
+CONCURRENTLY one, VACUUM, …) written inside the file's own BEGIN … COMMIT: the migration fails.
+squawk catches CREATE INDEX CONCURRENTLY; this rule every other such statement."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from pglast import ast
-from pglast.enums import AlterTableType, ObjectType
-
-from pytest_dbgate.lint.release import relation_name
+from pytest_dbgate.lint.release import target
 from pytest_dbgate.lint.rule import Check, Rule
 from pytest_dbgate.lint.rules import Case, Context
-from pytest_dbgate.migrations.parse import Statement, option_on
+from pytest_dbgate.migrations.parse import Statement
 
 RULE = Rule(
     "concurrently-in-transaction",
     "transaction",
-    "a CONCURRENTLY statement inside BEGIN … COMMIT",
-    "PostgreSQL refuses CREATE/DROP INDEX CONCURRENTLY, REINDEX CONCURRENTLY and DETACH "
-    "PARTITION CONCURRENTLY inside a transaction block: the migration fails",
+    "a CONCURRENTLY statement (or another one PostgreSQL refuses in a transaction) inside "
+    "BEGIN … COMMIT",
+    "PostgreSQL refuses CREATE/DROP INDEX CONCURRENTLY, REINDEX CONCURRENTLY, DETACH PARTITION "
+    "CONCURRENTLY, VACUUM and the like inside a transaction block: the migration fails",
     "remove the BEGIN/COMMIT around it; the gate runs such a file statement by statement",
     source="dbgate",
 )
@@ -29,31 +27,14 @@ CASES = (
     Case("BEGIN;\nDROP INDEX CONCURRENTLY IF EXISTS i;\nCOMMIT;", fires=True),
     Case("BEGIN;\nREINDEX INDEX CONCURRENTLY i;\nCOMMIT;", fires=True),
     Case("BEGIN;\nALTER TABLE p DETACH PARTITION p1 CONCURRENTLY;\nCOMMIT;", fires=True),
+    Case("BEGIN;\nVACUUM t;\nCOMMIT;", fires=True),
     Case("DROP INDEX CONCURRENTLY IF EXISTS i;", fires=False),
 )
 
 
 def check(statement: Statement, context: Context) -> Iterator[Check]:
-    if not context.in_block:
-        return
-    node = statement.tree
-    what: str | None = None
-    table: str | None = None
-    if isinstance(node, ast.IndexStmt) and node.concurrent:
-        what, table = "CREATE INDEX CONCURRENTLY", relation_name(node.relation)
-    elif isinstance(node, ast.DropStmt) and node.removeType == ObjectType.OBJECT_INDEX:
-        what = "DROP INDEX CONCURRENTLY" if node.concurrent else None
-    elif isinstance(node, ast.ReindexStmt) and any(
-        getattr(p, "defname", None) == "concurrently" and option_on(p) for p in node.params or ()
-    ):
-        what, table = "REINDEX CONCURRENTLY", relation_name(node.relation)
-    elif isinstance(node, ast.AlterTableStmt) and any(
-        isinstance(c, ast.AlterTableCmd)
-        and c.subtype == AlterTableType.AT_DetachPartition
-        and isinstance(c.def_, ast.PartitionCmd)
-        and c.def_.concurrent
-        for c in node.cmds or ()
-    ):
-        what, table = "DETACH PARTITION CONCURRENTLY", relation_name(node.relation)
-    if what is not None:
-        yield RULE.id, table, f"{what} inside BEGIN"
+    # The parser already knows what PostgreSQL refuses inside a transaction block (it is why
+    # the runner applies such a file statement by statement); BEGIN/COMMIT themselves aside.
+    reason = statement.autocommit_reason
+    if context.in_block and reason is not None and statement.control is None:
+        yield RULE.id, target(statement.tree), f"{reason}: it is inside BEGIN"

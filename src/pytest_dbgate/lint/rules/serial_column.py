@@ -12,7 +12,7 @@ from pglast.enums import AlterTableType
 from pytest_dbgate.lint.release import commands
 from pytest_dbgate.lint.rule import Check, Rule
 from pytest_dbgate.lint.rules import Case, Context
-from pytest_dbgate.migrations.parse import SERIAL_TYPES, Statement
+from pytest_dbgate.migrations.parse import SERIAL_TYPES, Statement, column_type
 
 RULE = Rule(
     "adding-serial-column",
@@ -35,7 +35,6 @@ CASES = (
 
 def check(statement: Statement, context: Context) -> Iterator[Check]:
     for table, definition in commands(statement.tree, AlterTableType.AT_AddColumn):
-        if isinstance(definition, ast.ColumnDef) and definition.typeName is not None:
-            names = [getattr(n, "sval", "") for n in definition.typeName.names or ()]
-            if names and names[-1] in SERIAL_TYPES:
-                yield RULE.id, table, f"{table}.{definition.colname} added as {names[-1]}"
+        kind = column_type(definition) if isinstance(definition, ast.ColumnDef) else ""
+        if isinstance(definition, ast.ColumnDef) and kind in SERIAL_TYPES:
+            yield RULE.id, table, f"{table}.{definition.colname} added as {kind}"
