@@ -50,6 +50,7 @@ SLOW_FIXTURES = frozenset(
         "staging_server",
         "prod_db",
         "perf_db",
+        "mixed_case_db",
         "locks_db",
         "full_demo_db",
         "deploy_db",
@@ -280,6 +281,13 @@ def scratch_db(staging_server: Endpoint, request: pytest.FixtureRequest) -> Iter
 def perf_db(source_server: Endpoint) -> Endpoint:
     """tests/projects/perf's source database: 200,000 events with an index they need."""
     return load_seed(source_server, "perf", [PROJECTS / "perf" / "seed.sql"])
+
+
+@pytest.fixture(scope="session")
+def mixed_case_db(source_server: Endpoint) -> Endpoint:
+    """tests/projects/mixed_case's source database, loaded once: quoted mixed-case names, a
+    lower-case twin, a name with a space, a schema and a table with non-ASCII characters."""
+    return load_seed(source_server, "mixed_case", [PROJECTS / "mixed_case" / "seed.sql"])
 
 
 @pytest.fixture

@@ -12,9 +12,8 @@ import pytest
 
 from pytest_dbgate.pg.connections import Endpoint
 from pytest_dbgate.pg.janitor import owner
-from pytest_dbgate.pg.seed import load_seed
 
-from .conftest import PROJECTS, REPO, Project
+from .conftest import REPO, Project
 
 
 def mine() -> set[str]:
@@ -249,12 +248,12 @@ def test_lint_rules_and_pg_version_options_change_the_verdict(project: Project) 
 
 
 def test_staging_judges_quoted_mixed_case_tables_by_their_own_size(
-    project: Project, source_server: Endpoint, staging_server: Endpoint
+    project: Project, mixed_case_db: Endpoint, staging_server: Endpoint
 ) -> None:
     """tests/projects/mixed_case: "Document" has 50,000 rows and an empty lower-case twin
     `document`; "My Table" 5,000; "Billing Ops"."Rechnungen-Ü" 3,000. An index built without
     CONCURRENTLY fails on the big table only, each judged by its own count, not its twin's."""
-    source = load_seed(source_server, "mixed_case", [PROJECTS / "mixed_case" / "seed.sql"])
+    source = mixed_case_db
     folder = project.path / "migrations"
     folder.mkdir()
     (folder / "1_index_document.sql").write_text(

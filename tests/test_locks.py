@@ -21,7 +21,6 @@ from pytest_dbgate.observe.remeasure import Measure, median
 from pytest_dbgate.observe.timeline import HeldLock, LockReport
 from pytest_dbgate.pg.connections import Endpoint, connection
 from pytest_dbgate.pg.janitor import owner
-from pytest_dbgate.pg.seed import load_seed
 
 from .conftest import PROJECTS, REPO, Project, example, outcomes, url
 
@@ -311,9 +310,9 @@ MIXED = PROJECTS / "mixed_case"
 
 
 def test_traffic_goes_to_the_table_the_migration_names_whatever_its_case(
-    project: Project, source_server: Endpoint, staging_server: Endpoint
+    project: Project, mixed_case_db: Endpoint, staging_server: Endpoint
 ) -> None:
-    source = load_seed(source_server, "mixed_case", [MIXED / "seed.sql"])
+    source = mixed_case_db
     project.migrations(MIXED / "release").ini(dbgate_max_regression="off")
     result = project.against(source, staging_server).run("-k", "migrate", "--junitxml=gate.xml")
     assert "InvalidName" not in result.stdout.str()
