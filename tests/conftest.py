@@ -54,6 +54,7 @@ SLOW_FIXTURES = frozenset(
         "locks_db",
         "full_demo_db",
         "deploy_db",
+        "demo_prod",
         "scratch_db",
         "servers",
     }
@@ -319,6 +320,14 @@ def full_demo_db(source_server: Endpoint) -> Endpoint:
         seed_files([REPO / "demo" / "prod"]),
     )
     return Endpoint.from_params({k: v for k, v in loaded.params if k != "options"})
+
+
+@pytest.fixture
+def demo_prod(source_server: Endpoint, request: pytest.FixtureRequest) -> Iterator[Endpoint]:
+    """A fresh "production" database for one test: the demo's seed at 1 % scale."""
+    files = sorted((REPO / "demo" / "prod").glob("*.sql"))
+    with seeded_database(source_server, request, files, options=DEMO_SCALE) as db:
+        yield db
 
 
 @pytest.fixture

@@ -202,6 +202,7 @@ def test_every_numeric_option_declares_its_range() -> None:
         "holdbacks",
         "snapshot_max_age",
         "pool_size",
+        "watch_top",
     }
 
 

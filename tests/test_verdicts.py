@@ -140,7 +140,10 @@ def test_a_test_query_called_often_enough_is_judged_by_its_means() -> None:
 def test_a_test_query_called_too_rarely_is_reported_not_judged() -> None:
     found = judge_tests("t", stats(0.1, 2), stats(8.0, 2), (None, None), LIMITS)
     assert found.verdict is Verdict.NOT_JUDGED
-    assert "called 2 time(s) before and 2 after, 5 on each side needed to judge" in found.reason
+    assert (
+        "called 2 time(s) before the migrations and 2 after the migrations, 5 on each side "
+        "needed to judge" in found.reason
+    )
 
 
 def test_a_test_query_seen_on_one_side_is_reported_not_judged() -> None:

@@ -85,6 +85,10 @@ def _open_run(config: GateConfig, progress: Progress, results: Results) -> Run:
         from pytest_dbgate.production.deployment import open_deployment
 
         return open_deployment(config, progress, results)
+    if config.mode == "watch":
+        from pytest_dbgate.watch.run import open_watch
+
+        return open_watch(config, progress, results)
     from pytest_dbgate.core.run import LintRun
     from pytest_dbgate.migrations.parse import discover
 

@@ -20,9 +20,11 @@ class ConfigError(DbgateError):
     """The gate's configuration or input files are wrong; nothing has been touched yet."""
 
     @classmethod
-    def no_production_target(cls) -> ConfigError:
+    def no_production_target(cls, mode: str = "production") -> ConfigError:
         return cls(
-            "--dbgate=production has no database to deploy to",
+            "--dbgate=production has no database to deploy to"
+            if mode == "production"
+            else f"--dbgate={mode} has no production database to watch",
             "set PROD_DATABASE_URL (or --dbgate-production-url / dbgate_production_url) to the "
             "production database the staging gate was run against",
         )

@@ -20,6 +20,8 @@ from pytest_dbgate.config.settings import (
     DATABASE_URL_ENV,
     DEFAULT_RECORD,
     DEFAULT_STAGING_DIR,
+    DEFAULT_WATCH_RECORD,
+    HOLDBACK_REQUIRES,
     LAYOUTS,
     SETTING,
     SIGNING_KEY_ENV,
@@ -88,6 +90,9 @@ class GateConfig:
     lint_rules: tuple[tuple[str, Severity], ...] = ()
     pg_version: str | None = None  # set: the version lint mode assumes
     sarif: Path | None = None
+    holdback_requires: str = "time+metrics"
+    watch_record: Path
+    watch_top: int
 
     @property
     def performance(self) -> bool:
@@ -167,6 +172,11 @@ def read_config(config: pytest.Config) -> GateConfig | None:
         lint_rules=reader.lint_rules(),
         pg_version=reader.pg_version(),
         sarif=reader.optional_path("sarif"),
+        holdback_requires=reader.choice(
+            "holdback_requires", HOLDBACK_REQUIRES, SETTING["holdback_requires"].word()
+        ),
+        watch_record=reader.optional_path("watch_record") or report_dir / DEFAULT_WATCH_RECORD,
+        watch_top=reader.whole("watch_top"),
     )
 
 

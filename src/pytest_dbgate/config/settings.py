@@ -10,13 +10,15 @@ if TYPE_CHECKING:
     import pytest
 
 
-Mode = Literal["staging", "production", "lint"]
-MODES: tuple[Mode, ...] = ("staging", "production", "lint")
+Mode = Literal["staging", "production", "watch", "lint"]
+MODES: tuple[Mode, ...] = ("staging", "production", "watch", "lint")
 SOURCE_URL_ENV = "PROD_DATABASE_URL"
 STAGING_URL_ENV = "STAGING_DATABASE_URL"
 DATABASE_URL_ENV = "DATABASE_URL"
 # Files the gate keeps in the report folder, unless their own option names another place.
 DEFAULT_RECORD = "gate-record.json"
+DEFAULT_WATCH_RECORD = "watch-record.json"
+HOLDBACK_REQUIRES = ("time+metrics", "time")
 MAX_RETRY_WAIT_S = 60.0  # a wait doubles per retry up to this
 SIGNING_KEY_ENV = "DBGATE_SIGNING_KEY"
 DEFAULT_STAGING_DIR = "staging-server"
@@ -342,6 +344,28 @@ SETTINGS: tuple[Setting, ...] = (
         ini=False,
     ),
     Setting(
+        "holdback_requires",
+        "production: what releases a held-back migration: time+metrics (its period has passed "
+        "and the latest --dbgate=watch since the deploy before it passed) or time (the period "
+        "alone, for teams without the watch) (default: {default})",
+        metavar="WHAT",
+        default="time+metrics",
+    ),
+    Setting(
+        "watch_record",
+        f"the watch record: written by --dbgate=watch, read by production to release a "
+        f"held-back migration (default: <report folder>/{DEFAULT_WATCH_RECORD})",
+        metavar="PATH",
+    ),
+    Setting(
+        "watch_top",
+        "watch: besides the queries the staging gate measured, judge production's this many "
+        "queries with the most execution time since the deploy (default: {default})",
+        metavar="N",
+        range=Range(0, 1_000, "queries", whole=True),
+        default=10,
+    ),
+    Setting(
         "clone_command",
         "command that provisions the staging database (a thin-clone or branching service) and "
         "prints its URL as its last line; the gate then skips dump and restore",
@@ -401,7 +425,8 @@ def add_options(parser: pytest.Parser) -> None:
         choices=MODES,
         default=None,
         help="run the release gate: staging (full gate on a refreshed staging copy), "
-        "production (deploy what staging passed), lint (static checks, no database)",
+        "production (deploy what staging passed), watch (read only: production since the "
+        "deploy against the baseline before it), lint (static checks, no database)",
     )
     for setting in SETTINGS:
         if setting.ini_type == "bool":  # a switch: given or not, no value

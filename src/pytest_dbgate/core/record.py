@@ -57,6 +57,20 @@ class RecordedServer:
 
 
 @dataclass(frozen=True)
+class RecordedQuery:
+    """A query the staging gate measured, as the watch finds it again on production: by the
+    parser's fingerprint, with staging's prediction beside what production will show."""
+
+    key: str  # pytest_dbgate.performance.stats.query_key of its text
+    label: str  # the workload's name for it, or its text shortened
+    source: str  # "workload" or "tests"
+    text: str
+    before_ms: float
+    after_ms: float
+    change: float | None  # after / before - 1 as the verdict estimated it; None: not judged
+
+
+@dataclass(frozen=True)
 class GateRecord:
     created_at: str
     plugin_version: str
@@ -65,6 +79,7 @@ class GateRecord:
     migrations: tuple[RecordedMigration, ...]
     figures: dict[str, Figure]
     checks: tuple[dict[str, str], ...] = ()
+    queries: tuple[RecordedQuery, ...] = ()  # what the watch compares production with
     signature: str | None = field(default=None, compare=False)
 
     # -- writing ---------------------------------------------------------------------------
@@ -76,12 +91,14 @@ class GateRecord:
         for side in ("source", "staging"):  # absent unless set: older records still verify
             if document[side]["dump_file"] is None:
                 del document[side]["dump_file"]
+        if not document["queries"]:
+            del document["queries"]
         return {"kind": KIND, "format": FORMAT, "passed": True, **document}
 
     def signed(self, key: str | None) -> GateRecord:
         if key is None:
             return self
-        return replace(self, signature=_mac(self.body(), key))
+        return replace(self, signature=mac(self.body(), key))
 
     def write(self, path: Path) -> None:
         document = self.body()
@@ -111,7 +128,7 @@ class GateRecord:
             )
         if self.signature is None:
             raise RecordError.unsigned()
-        if not hmac.compare_digest(self.signature, _mac(self.body(), key)):
+        if not hmac.compare_digest(self.signature, mac(self.body(), key)):
             raise RecordError.bad_signature()
         return "signature valid"
 
@@ -201,7 +218,7 @@ def _mode(transaction: str) -> str:
     return "in one transaction" if transaction == "single" else "statement by statement"
 
 
-def _mac(body: dict[str, object], key: str) -> str:
+def mac(body: dict[str, object], key: str) -> str:
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
     return hmac.new(key.encode(), canonical, hashlib.sha256).hexdigest()
 
@@ -232,7 +249,7 @@ def load(path: Path) -> GateRecord:
             raise ValueError('"signature" is not {"algorithm": …, "value": …}')
         body = {k: v for k, v in document.items() if k not in ("kind", "format", "signature")}
         body.pop("passed")
-        record = _typed(GateRecord, body, "the record")
+        record = typed(GateRecord, body, "the record")
         assert isinstance(record, GateRecord)
         record = replace(record, signature=signature["value"] if signature else None)
         created = record.created
@@ -243,7 +260,7 @@ def load(path: Path) -> GateRecord:
     return record
 
 
-def _typed(hint: object, value: object, where: str) -> object:
+def typed(hint: object, value: object, where: str) -> object:
     """``value`` (parsed JSON) as the type ``hint`` says, or ``ValueError`` naming the place: a
     record is checked key by key and type by type, never trusted to fit the dataclasses."""
     if isinstance(hint, type) and is_dataclass(hint):
@@ -262,12 +279,12 @@ def _typed(hint: object, value: object, where: str) -> object:
         missing = sorted(required - set(value))
         if missing:
             raise ValueError(f"{where} lacks {', '.join(missing)}")
-        return hint(**{k: _typed(hints[k], v, f"{where}.{k}") for k, v in value.items()})
+        return hint(**{k: typed(hints[k], v, f"{where}.{k}") for k, v in value.items()})
     origin, args = get_origin(hint), get_args(hint)
     if origin in (Union, UnionType):
         for option in args:
             try:
-                return _typed(option, value, where)
+                return typed(option, value, where)
             except ValueError:
                 continue
         names = " or ".join(getattr(a, "__name__", str(a)) for a in args)
@@ -275,11 +292,11 @@ def _typed(hint: object, value: object, where: str) -> object:
     if origin is tuple:
         if not isinstance(value, list):
             raise ValueError(f"{where} is {_kind(value)}, not a list")
-        return tuple(_typed(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+        return tuple(typed(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
     if origin is dict:
         if not isinstance(value, dict):
             raise ValueError(f"{where} is {_kind(value)}, not an object")
-        return {k: _typed(args[1], v, f"{where}.{k}") for k, v in value.items()}
+        return {k: typed(args[1], v, f"{where}.{k}") for k, v in value.items()}
     if hint is type(None):
         if value is not None:
             raise ValueError(f"{where} is {_kind(value)}, not null")

@@ -137,6 +137,17 @@ class Results:
         outcomes = [r.outcome for r in self.ran]
         return bool(outcomes) and all(o in ("passed", "skipped") for o in outcomes)
 
+    def did_not_run(self, stage: str) -> list[str]:
+        """What a complete run runs but this one did not (deselected, or the run stopped
+        early), apart from ``stage``'s own items: the verdict items' reason to write nothing."""
+        own = {r.nodeid for r in self.items.values() if r.stage == stage}
+        return [
+            nodeid
+            for nodeid in self.expected
+            if nodeid not in own
+            and (nodeid not in self.items or self.items[nodeid].outcome == "not run")
+        ]
+
     def headline(self) -> str:
         gate_items = [r for r in self.ran if not r.phased]
         counts: dict[str, int] = {}

@@ -60,6 +60,12 @@ class MigrationApplied(Criterion[Run]):
                 + resumed
                 + retried
             )
+            if outcome.released_by is not None:
+                figures["released_by"] = outcome.released_by
+                figures["summary"] = (
+                    f"{figures['summary']}, released: its hold-back has passed and "
+                    f"{outcome.released_by}"
+                )
             if outcome.released_early:
                 figures["released_early"] = True
                 figures["summary"] = str(figures["summary"]) + ", released early on purpose"
@@ -89,8 +95,20 @@ class MigrationApplied(Criterion[Run]):
 def held_back_message(outcome: Outcome) -> str:
     assert outcome.eligible_at is not None and outcome.held_since is not None
     period = format_period(outcome.eligible_at - outcome.held_since)
+    if outcome.waits_for is not None:
+        return (
+            f"held back: its period ended on {outcome.eligible_at:%Y-%m-%d %H:%M %Z} ({period} "
+            f"after the migrations before it were applied on "
+            f"{outcome.held_since:%Y-%m-%d %H:%M %Z}), and it waits for production's metrics to "
+            f"be flat: {outcome.waits_for}"
+        )
     return (
         f"held back until {outcome.eligible_at:%Y-%m-%d %H:%M %Z} ({period} after the migrations "
         f"before it were applied on {outcome.held_since:%Y-%m-%d %H:%M %Z}); a production run "
-        "from then on applies it"
+        + (
+            "from then on applies it once a watch since the deploy has passed (pytest "
+            "--dbgate=watch)"
+            if outcome.needs_watch
+            else "from then on applies it"
+        )
     )

@@ -78,6 +78,11 @@ class Outcome:
     resumed_after: int = 0  # statements an earlier run had applied, not run again
     notes: tuple[str, ...] = ()  # in-doubt statements settled from the catalog
     released_early: bool = False
+    # A held-back migration whose period has passed: why it still waits (production's metrics),
+    # or, once applied, the watch that released it.
+    waits_for: str | None = None
+    needs_watch: bool = False  # held for its period, and then for a passing watch
+    released_by: str | None = None
     recorded_by: str | None = None  # already applied, as the migration tool's history says
 
     @property

@@ -80,6 +80,9 @@ class Policy:
     retry_wait_s: float
     hold_backs: Mapping[str, timedelta] = field(default_factory=dict)  # by version
     release_early: frozenset[str] = frozenset()  # versions
+    # Once a hold-back's period has passed: whether production's metrics let it go, and the
+    # watch that said so or why not (None: the period alone releases it).
+    metrics: Callable[[], tuple[bool, str]] | None = None
     sleep: Callable[[float], None] = time.sleep
 
     def wait(self, attempt: int) -> float:
@@ -228,24 +231,50 @@ class Runner(Resuming):
         if blocker is not None:
             return Outcome(migration, Status.NOT_APPLIED, blocked_by=blocker)
         early = False
+        released_by: str | None = None
         hold_back = self._policy.hold_backs.get(migration.version) if self._policy else None
         if hold_back is not None:
-            held = self._held(migration, hold_back)
+            assert self._policy is not None and self._now is not None
+            period = self._period(migration, hold_back)
+            held: Outcome | None = None
+            if period is not None:
+                since, eligible = period
+                held = Outcome(
+                    migration,
+                    Status.HELD_BACK,
+                    eligible_at=eligible,
+                    held_since=since,
+                    needs_watch=self._policy.metrics is not None,
+                )
+                if eligible <= self._now:
+                    held = None
+                    if self._policy.metrics is not None:
+                        allowed, said = self._policy.metrics()
+                        if allowed:
+                            released_by = said
+                        else:
+                            held = Outcome(
+                                migration,
+                                Status.HELD_BACK,
+                                eligible_at=eligible,
+                                held_since=since,
+                                waits_for=said,
+                            )
             if held is not None:
-                assert self._policy is not None
                 if migration.version not in self._policy.release_early:
                     return held
                 early = True
                 self._progress(
-                    f"{migration.id}: held back until {held.eligible_at:%Y-%m-%d %H:%M %Z}, "
-                    "released early by --dbgate-release-early"
+                    f"{migration.id}: held back until {held.eligible_at:%Y-%m-%d %H:%M %Z}"
+                    + (" and flat metrics" if held.waits_for else "")
+                    + ", released early by --dbgate-release-early"
                 )
         refused = _outside(migration)
         if refused is not None:
             return Outcome(migration, Status.FAILED, failure=refused)
         self._applier.stop_if_asked(f"before {migration.id}")
         try:
-            return self._apply(migration, early)
+            return self._apply(migration, early, released_by)
         except psycopg.Error as exc:  # reading the journal, or the session lost between steps
             known = self._applier.known.get(migration.version, 0)
             failure = stop_failure(self._conn, exc, None, known)
@@ -283,8 +312,11 @@ class Runner(Resuming):
             "--dbgate-migration-timeout / dbgate_migration_timeout if it really takes that long"
         )
 
-    def _held(self, migration: Migration, hold_back: timedelta) -> Outcome | None:
-        """A held-back migration's outcome while it must wait, or ``None`` once it may run.
+    def _period(
+        self, migration: Migration, hold_back: timedelta
+    ) -> tuple[datetime, datetime] | None:
+        """When a held-back migration's period started and when it ends; ``None`` when no
+        release comes before it to wait behind.
 
         The period runs from when the migrations before it were applied: now, if this run
         applied any of them; else the latest ``applied_at`` the tracking table has for them;
@@ -307,12 +339,9 @@ class Runner(Resuming):
                 since = self._tracking.held_since(migration.version)
             else:
                 return None  # nothing before it: no release to wait behind
-        eligible = since + hold_back
-        if eligible <= self._now:
-            return None
-        return Outcome(migration, Status.HELD_BACK, eligible_at=eligible, held_since=since)
+        return since, since + hold_back
 
-    def _apply(self, migration: Migration, early: bool) -> Outcome:
+    def _apply(self, migration: Migration, early: bool, released_by: str | None) -> Outcome:
         self._fresh_session()
         resumed, notes, stop = self._resume(migration)
         if stop is not None:
@@ -334,7 +363,9 @@ class Runner(Resuming):
         )
         attempts: list[Attempt] = []
         applied_by = self._applied_by + (
-            "; released early (--dbgate-release-early)" if early else ""
+            "; released early (--dbgate-release-early)"
+            if early
+            else ("; released after a passing watch" if released_by else "")
         )
         started = time.monotonic()
         with watching as timeline, self._watchdog(started):
@@ -384,6 +415,7 @@ class Runner(Resuming):
             resumed_after=resumed,
             notes=notes,
             released_early=early,
+            released_by=released_by,
         )
         self._applier.stop_if_asked(f"after {migration.id}")
         return outcome

@@ -8,6 +8,7 @@ from typing import ClassVar
 from pytest_dbgate.core.criterion import Criterion, Figures
 from pytest_dbgate.core.errors import CriterionFailed
 from pytest_dbgate.performance.capture import Capture
+from pytest_dbgate.performance.stats import short_text
 from pytest_dbgate.performance.verdicts import MIN_TEST_CALLS, Comparison, Verdict
 from pytest_dbgate.staging.gate import Gate
 
@@ -127,7 +128,7 @@ class TestQueriesNotSlower(Criterion[Gate]):
             "regressed": len(regressed),
             "not_judged": len(tests) - len(judged),
         }
-        notes = [f"{_short_sql(c.sql)}: {c.reason}" for c in tests if c not in judged]
+        notes = [f"{short_text(c.sql)}: {c.reason}" for c in tests if c not in judged]
         if notes:
             figures["notes"] = " | ".join(notes[:20])
         if regressed:
@@ -142,8 +143,3 @@ class TestQueriesNotSlower(Criterion[Gate]):
                 figures,
             )
         return figures
-
-
-def _short_sql(text: str, width: int = 80) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"

@@ -10,6 +10,7 @@ The verdicts are :mod:`pytest_dbgate.performance.verdicts`'; the workload is tim
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 
 import psycopg
 import sqlparse
+from pglast.parser import fingerprint
 from psycopg import sql
 from psycopg.rows import class_row
 
@@ -29,7 +31,7 @@ SELECT {MARKER} s.userid, s.queryid, s.query, s.calls, s.total_exec_time, s.mean
        s.stddev_exec_time, s.rows, s.shared_blks_hit, s.shared_blks_read
 FROM pg_stat_statements s
 WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-  AND s.toplevel
+  AND s.toplevel AND s.queryid IS NOT NULL
 """
 DATA_QUERY = re.compile(r"^\s*(select|insert|update|delete|with|values|table|merge)\b")
 PARAM = re.compile(r"\$(\d+)")
@@ -39,6 +41,22 @@ def normalise(text: str) -> str:
     """Comparable text: comments gone, whitespace folded, lower case."""
     stripped = sqlparse.format(text, strip_comments=True, strip_whitespace=True)
     return " ".join(stripped.split()).lower().rstrip(";").strip()
+
+
+def query_key(text: str) -> str:
+    """What identifies a query across servers whatever its constants: PostgreSQL's own parser's
+    fingerprint, so the workload's ``WHERE id = 42`` matches production's ``WHERE id = $1``;
+    the normalised text for what the parser cannot read."""
+    try:
+        return str(fingerprint(text))
+    except Exception:  # pglast raises its own ParseError, and more on odd input
+        return "text:" + hashlib.sha256(normalise(text).encode()).hexdigest()[:16]
+
+
+def short_text(text: str, width: int = 80) -> str:
+    """A query on one line, cut to ``width`` characters: what names it in an item or a table."""
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def is_application_query(text: str) -> bool:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import enum
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pytest_dbgate.performance.confidence import (
@@ -34,6 +34,7 @@ from pytest_dbgate.performance.stats import QueryStats, plan_change
 from pytest_dbgate.performance.timing import Breakdown, Run
 
 CPU = "same plan, same blocks: slower per call (CPU: triggers, functions, casts)"
+SAME_WORK = "same blocks per call: slower per call (CPU: triggers, functions, casts; or waits)"
 # A test query needs this many calls on each side for its mean to be judged.
 MIN_TEST_CALLS = 5
 
@@ -113,9 +114,11 @@ class Comparison:
         if self.plan_diff:
             return f"plan: {self.plan_diff}"
         work = _blocks(self.before, self.after)
+        # Production's own queries come without plans: their counters say nothing of one.
+        planned = all(s is not None and s.plan is not None for s in (self.before, self.after))
         if work and not _same_work(self.before, self.after):
-            return f"same plan, more work: {work}"
-        return CPU
+            return f"{'same plan, ' if planned else ''}more work: {work}"
+        return CPU if planned else SAME_WORK
 
     def cpu_lines(self) -> list[str]:
         """Triggers, functions and JIT that took more time after, from the breakdown runs."""
@@ -257,8 +260,12 @@ def judge_tests(
     after: QueryStats | None,
     plans: tuple[list[str] | None, list[str] | None],
     limits: Thresholds,
+    method: str = "the tests' own calls, one phase after the other",
+    windows: tuple[str, str] = ("before the migrations", "after the migrations"),
+    typical: Callable[[QueryStats, QueryStats], bool] | None = None,
 ) -> Comparison:
-    """A query the project's tests ran, from pg_stat_statements' windows."""
+    """A query from pg_stat_statements' windows: one the project's tests ran on staging, or
+    one production ran (the watch, with its own ``method`` and names for the ``windows``)."""
     sides = [
         Summary(s.mean_ms, s.calls, s.blocks_per_call, plan) if s is not None else None
         for s, plan in zip((before, after), plans, strict=True)
@@ -278,41 +285,65 @@ def judge_tests(
             **extra,  # type: ignore[arg-type]
         )
 
-    if before is None or after is None:
-        side = "after" if before is None else "before"
+    if before is None and after is None:
         return comparison(
-            Verdict.NOT_JUDGED, f"seen only {side} the migrations: reported, not judged"
+            Verdict.NOT_JUDGED, f"not run {windows[0]} nor {windows[1]}: nothing to judge"
         )
+    if before is None or after is None:
+        side = windows[1] if before is None else windows[0]
+        return comparison(Verdict.NOT_JUDGED, f"seen only {side}: reported, not judged")
     if min(before.calls, after.calls) < MIN_TEST_CALLS:
         return comparison(
             Verdict.NOT_JUDGED,
             f"{before.mean_ms:.3f} → {after.mean_ms:.3f} ms; called {before.calls} time(s) "
-            f"before and {after.calls} after, {MIN_TEST_CALLS} on each side needed to judge: "
-            "reported, not judged",
+            f"{windows[0]} and {after.calls} {windows[1]}, {MIN_TEST_CALLS} on each side needed "
+            "to judge: reported, not judged",
         )
     ratio = from_summaries(
         before.mean_ms, before.stddev_ms, before.calls, after.mean_ms, after.stddev_ms, after.calls
     )
-    result = comparison(
-        Verdict.OK, "", method="the tests' own calls, one phase after the other", ratio=ratio
-    )
+    is_typical = typical if typical is not None else within_a_deviation
+    result = comparison(Verdict.OK, "", method=method, ratio=ratio)
     timing = (
         f"{before.mean_ms:.3f} → {after.mean_ms:.3f} ms mean ({ratio.percent()}, at least "
         f"{ratio.percent(ratio.lower)} with 95 % confidence; {before.calls} and {after.calls} "
         "calls)"
     )
-    # The counters hold a mean and a spread, not the calls: one call that waited on the machine
-    # (a checkpoint, another process) lifts the mean of ten. A median lies within one standard
-    # deviation of the mean, so only when the calls after, one deviation down, are still slower
-    # than the calls before, one deviation up, did the query itself get slower.
-    typical = after.mean_ms - after.stddev_ms > before.mean_ms + before.stddev_ms
     outlier = (
         ""
-        if typical
+        if is_typical(before, after)
         else f"a few slow calls, not the query (after: {after.mean_ms:.3f} ± "
         f"{after.stddev_ms:.3f} ms, before: {before.mean_ms:.3f} ± {before.stddev_ms:.3f} ms)"
     )
     return _settle(result, timing, limits, outlier)
+
+
+def within_a_deviation(before: QueryStats, after: QueryStats) -> bool:
+    """Whether the query itself got slower, not a few of its calls, judged from a handful of
+    calls (the project's tests): the counters hold a mean and a spread, not the calls, and one
+    call that waited on the machine (a checkpoint, another process) lifts the mean of ten. A
+    median lies within one standard deviation of the mean, so only when the calls after, one
+    deviation down, are still slower than the calls before, one deviation up, did it."""
+    return after.mean_ms - after.stddev_ms > before.mean_ms + before.stddev_ms
+
+
+# The slowdown must be carried by at least this share of the calls since (and at least
+# MIN_TEST_CALLS of them) to be the query's own.
+SPREAD_SHARE = 0.05
+
+
+def spread_over_many_calls(before: QueryStats, after: QueryStats) -> bool:
+    """The same question for hundreds of production calls, where a real slowdown of half
+    again is well inside one deviation of a skewed query's times: could a few calls carry the
+    whole excess? Excess time packed into ``m`` of ``n`` calls needs a variance of about
+    ``n·Δ²/m``, so the variance seen bounds ``m`` from below; one call that waited a second
+    among three hundred of half a millisecond shows as ``m`` of one."""
+    excess = after.mean_ms - before.mean_ms
+    if excess <= 0:
+        return False
+    variance = max(after.stddev_ms**2, 1e-12)
+    carriers = after.calls * excess**2 / variance
+    return carriers >= max(MIN_TEST_CALLS, SPREAD_SHARE * after.calls)
 
 
 def _settle(result: Comparison, timing: str, limits: Thresholds, outlier: str = "") -> Comparison:

@@ -23,6 +23,7 @@ from pytest_dbgate.migrations.criteria import MigrationApplied
 from pytest_dbgate.observe.relations import touched_relations
 from pytest_dbgate.pg.criteria import pool_headroom
 from pytest_dbgate.production.deployment import (
+    DEPLOY_BASELINE,
     LONG_TRANSACTION_MS,
     MIGRATED,
     PRODUCTION,
@@ -35,6 +36,7 @@ from pytest_dbgate.production.deployment import (
 from pytest_dbgate.refresh.criteria import extension_status
 from pytest_dbgate.schema.criteria import ConstraintsValidated, IndexesValid
 from pytest_dbgate.staging.commands import PostMigrateCommand
+from pytest_dbgate.watch.deploys import DEPLOYS_NAME
 
 # Clocks of two CI runners may disagree a little; a record from further in the future is wrong.
 CLOCK_SKEW = timedelta(minutes=5)
@@ -289,6 +291,41 @@ class DeployPostMigrateCommand(PostMigrateCommand):
 
 
 @dataclass(frozen=True)
+class BaselineRecorded(Criterion[Deployment]):
+    """The deploy's baseline, for the watch: production's counters before and after applying,
+    and the staging gate's figures for the queries it measured."""
+
+    stage: ClassVar[str] = "postdeploy"
+
+    def check(self, gate: Deployment) -> Figures:
+        found = gate.deploy_baseline()
+        if found is None:
+            return {
+                "summary": "nothing applied in this run: no new deploy, the watch goes on "
+                "judging the latest one",
+                "deploy_id": "none",
+            }
+        figures: Figures = {
+            "summary": f"deploy #{found.id} in {DEPLOYS_NAME}: a baseline of "
+            f"{found.statements:,} queries; {found.staging_queries_seen} of the "
+            f"{found.staging_queries} queries staging measured seen on production",
+            "deploy_id": found.id,
+            "deployed_at": found.deployed_at.isoformat(timespec="seconds"),
+            "applied": ", ".join(found.applied),
+            "baseline_statements": found.statements,
+            "staging_queries": found.staging_queries,
+            "staging_queries_seen": found.staging_queries_seen,
+        }
+        if found.no_statements:
+            figures["summary"] = (
+                f"deploy #{found.id} in {DEPLOYS_NAME}: database signals only; "
+                f"{found.no_statements}"
+            )
+            warnings.warn(DbgateWarning(found.no_statements), stacklevel=1)
+        return figures
+
+
+@dataclass(frozen=True)
 class ConstraintsValidatedOnProduction(ConstraintsValidated):
     stage: ClassVar[str] = "postdeploy"
 
@@ -368,6 +405,9 @@ def production_checklist(
         )
     if run.config.post_migrate_command:
         checklist.append(DeployPostMigrateCommand("post_migrate_command", where, owns=(MIGRATED,)))
+    checklist.append(
+        BaselineRecorded("baseline_recorded", where, (RUNNER,), owns=(DEPLOY_BASELINE,))
+    )
     checklist += [
         ConstraintsValidatedOnProduction(
             "constraints_validated", where, (PRODUCTION,), needs_migrations=True

@@ -10,8 +10,10 @@ held-back ones wait for their date.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 import psycopg
@@ -35,6 +37,9 @@ from pytest_dbgate.observe.relations import statement_relations
 from pytest_dbgate.pg.connections import Conn, Endpoint, connect
 from pytest_dbgate.pg.databases import server_identity
 from pytest_dbgate.pg.gatelock import client_tag, keep_gate_lock, take_gate_lock
+from pytest_dbgate.watch.deploys import DEPLOYS_NAME, latest_deploy, record_deploy
+from pytest_dbgate.watch.eligibility import Release, metrics_release
+from pytest_dbgate.watch.reading import Reading, read
 
 if TYPE_CHECKING:
     from pytest_dbgate.core.criterion import Criterion
@@ -44,6 +49,7 @@ PRODUCTION = "production"
 RECORD = "record"
 RUNNER = "deploy_runner"
 MIGRATED = "deployed"
+DEPLOY_BASELINE = "deploy_baseline"  # the deploy's row in dbgate.deploys, for the watch
 
 Figures = dict[str, Figure]
 
@@ -103,6 +109,10 @@ class Deployment(Run):
         super().__init__(config, migrations, progress, results)
         self.target = target
         self.preflights = []
+        # Production's counters just before applying (the baseline window's end), or why not.
+        self.before_reading: Reading | None = None
+        self.no_reading = ""
+        self._release: Release | None = None
 
     def steps(self) -> dict[str, Callable[[], object]]:
         return {
@@ -110,6 +120,7 @@ class Deployment(Run):
             RECORD: self.record,
             RUNNER: self.runner,
             MIGRATED: self.migrated,
+            DEPLOY_BASELINE: self.deploy_baseline,
         }
 
     # -- steps -------------------------------------------------------------------------------
@@ -128,6 +139,10 @@ class Deployment(Run):
 
     def migrated(self) -> CommandResult | None:
         return self._once(MIGRATED, self._finish)
+
+    def deploy_baseline(self) -> RecordedDeploy | None:
+        """This deploy's row in dbgate.deploys; ``None`` when the run applied nothing."""
+        return self._once(DEPLOY_BASELINE, self._record_deploy)
 
     def target_connection(self, purpose: str = "check") -> Conn:
         conn = connect(
@@ -204,12 +219,14 @@ class Deployment(Run):
                 idle_longer_ms=0,
             )
 
+        self._read_before()
         policy = Policy(
             lock_timeout_ms=self.config.lock_timeout_ms,
             retries=self.config.lock_retries,
             retry_wait_s=self.config.lock_retry_wait_s,
             hold_backs=hold_backs,
             release_early=self.release_early,
+            metrics=self._metrics if self.config.holdback_requires == "time+metrics" else None,
         )
         runner = Runner(
             conn,
@@ -237,6 +254,83 @@ class Deployment(Run):
             ) from None
         return runner
 
+    def _read_before(self) -> None:
+        """The baseline window ends here: read production's counters before anything runs (a
+        failure to read them is reported by baseline_recorded, it does not stop the deploy)."""
+        try:
+            self.before_reading = read(self.target_connection("baseline"))
+        except psycopg.Error as exc:
+            self.no_reading = self.target.redact(str(exc)).strip()
+
+    def _metrics(self) -> tuple[bool, str]:
+        """Whether the latest watch lets a held-back migration go (asked once per run, in a
+        session of its own: the migrating one may carry what a file set)."""
+        if self._release is None:
+            try:
+                latest = latest_deploy(self.target_connection("hold-back check"))
+            except psycopg.Error as exc:
+                self._release = Release(
+                    False,
+                    f"could not read {DEPLOYS_NAME}: {self.target.redact(str(exc)).strip()}",
+                )
+            else:
+                database = self.production()
+                self._release = metrics_release(
+                    self.config.watch_record,
+                    self.shown(self.config.watch_record),
+                    self.config.signing_key,
+                    latest,
+                    database.identity.system_identifier,
+                    database.endpoint.dbname,
+                )
+        return self._release.allowed, self._release.reason
+
+    def _record_deploy(self) -> RecordedDeploy | None:
+        with contextlib.suppress(StepFailed):
+            self.migrated()  # the post-migrate command belongs before the period starts
+        applied = [o.migration.version for o in self.outcomes() if o.status is Status.APPLIED]
+        if not applied:
+            return None
+        before = self.before_reading
+        if before is None:
+            raise StepFailed(
+                DEPLOY_BASELINE,
+                f"production's counters could not be read before applying: {self.no_reading}\n"
+                "  the migrations are applied; the watch has no baseline for this deploy (grant "
+                "the deploy role pg_read_all_stats, and the next deploy records one)",
+            )
+        record = self.record()
+        try:
+            conn = self.target_connection("deploy record")
+            after = read(conn)
+            deploy_id, deployed_at = record_deploy(
+                conn,
+                applied,
+                f"pytest-dbgate {__version__} production",
+                record.created_at,
+                before,
+                after,
+                record.queries,
+            )
+        except psycopg.Error as exc:
+            raise StepFailed(
+                DEPLOY_BASELINE,
+                f"could not write this deploy's baseline to {DEPLOYS_NAME}: "
+                f"{self.target.redact(str(exc)).strip()}\n  the migrations are applied; let the "
+                "deploy role create and write tables in the schema dbgate, and the next deploy "
+                "records one",
+            ) from None
+        seen = {e.key for e in before.entries}
+        return RecordedDeploy(
+            deploy_id,
+            deployed_at,
+            tuple(applied),
+            len(before.entries),
+            len(record.queries),
+            sum(1 for q in record.queries if q.key in seen),
+            before.no_statements,
+        )
+
     def _finish(self) -> CommandResult | None:
         failed = next(
             (o for o in self.outcomes() if not o.ok and o.status is not Status.HELD_BACK), None
@@ -251,6 +345,19 @@ class Deployment(Run):
         if not result.ok:
             raise StepFailed(MIGRATED, result.failure("the post-migrate command"))
         return result
+
+
+@dataclass(frozen=True)
+class RecordedDeploy:
+    """What baseline_recorded reports of the deploy's row."""
+
+    id: int
+    deployed_at: datetime
+    applied: tuple[str, ...]
+    statements: int  # pg_stat_statements entries in the baseline
+    staging_queries: int  # queries the staging gate measured
+    staging_queries_seen: int  # … that production had run before the deploy
+    no_statements: str  # why the baseline holds no queries; "" when it does
 
 
 # A transaction open this long will not end within the retry budget (with the defaults, six

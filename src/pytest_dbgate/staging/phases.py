@@ -27,6 +27,7 @@ STAGE_ORDER = (
     "schema",
     "after",
     "performance",
+    "watch",  # --dbgate=watch: production since the deploy; then its verdict
     "verdict",
     # production
     "preflight",

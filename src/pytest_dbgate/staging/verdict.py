@@ -13,11 +13,13 @@ from pytest_dbgate.core.errors import Figure
 from pytest_dbgate.core.record import (
     GateRecord,
     RecordedMigration,
+    RecordedQuery,
     RecordedServer,
     format_period,
     now_utc,
 )
 from pytest_dbgate.core.run import Database
+from pytest_dbgate.performance.stats import query_key, short_text
 from pytest_dbgate.refresh.dumpfile import DumpFile
 from pytest_dbgate.staging.gate import Gate
 
@@ -42,13 +44,7 @@ class GateRecordWritten(Criterion[Gate]):
         # A skipped test is not a passing one: the record vouches for tests green before and
         # after, every one of them.
         failed_tests = [r for r in tests if r.outcome in ("failed", "error", "skipped")]
-        own = {r.nodeid for r in results.items.values() if r.stage == self.stage}
-        missing = [
-            nodeid
-            for nodeid in results.expected
-            if nodeid not in own
-            and (nodeid not in results.items or results.items[nodeid].outcome == "not run")
-        ]
+        missing = results.did_not_run(self.stage)
         figures: Figures = {
             "criteria_passed": len(ran) - len(not_passed),
             "criteria_total": results.generated - 1,
@@ -145,6 +141,26 @@ def build_record(gate: Gate) -> GateRecord:
         ),
         figures=figures,
         checks=checks,
+        queries=_recorded_queries(gate),
+    )
+
+
+def _recorded_queries(gate: Gate) -> tuple[RecordedQuery, ...]:
+    """What staging measured, for the watch to compare production with after the deploy."""
+    if gate.performance is None:
+        return ()
+    return tuple(
+        RecordedQuery(
+            key=query_key(c.sql),
+            label=c.label if c.source == "workload" else short_text(c.sql),
+            source=c.source,
+            text=" ".join(c.sql.split())[:2000],
+            before_ms=round(c.before.ms, 4),
+            after_ms=round(c.after.ms, 4),
+            change=round(c.ratio.estimate - 1, 4) if c.ratio is not None else None,
+        )
+        for c in gate.comparisons()
+        if c.before is not None and c.after is not None
     )
 
 

@@ -1,0 +1,1 @@
+"""The watch: production after a deploy, against the baseline before it."""
