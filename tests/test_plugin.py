@@ -21,7 +21,6 @@ DEMO_ITEMS = [
     "dbgate::refresh::versions_match",
     "dbgate::refresh::extension[citext]",
     "dbgate::refresh::extension[pg_trgm]",
-    "dbgate::refresh::extension[uuid-ossp]",
     "dbgate::connect::staging_reachable",
     "dbgate::connect::pool_headroom",
     "dbgate::before::baseline_captured",

@@ -12,7 +12,7 @@ $$;
 
 INSERT INTO users (id, public_id, email, display_name, created_at)
 SELECT i,
-       uuid_generate_v5(uuid_ns_url(), 'https://recipes.example/users/' || i),
+       md5('https://recipes.example/users/' || i)::uuid,
        'cook' || i || '@example.com',
        pg_temp.pick(ARRAY['Ada', 'Bao', 'Chiara', 'Dmitri', 'Emeka', 'Farah', 'Goran', 'Hana',
                           'Ines', 'Jonas', 'Kiri', 'Lucia', 'Mateo', 'Nadia', 'Omar', 'Priya'], i)
@@ -34,7 +34,7 @@ FROM generate_series(1, 200) AS i;
 INSERT INTO recipes (id, public_id, user_id, title, description, category, servings,
                      prep_minutes, created_at, updated_at)
 SELECT i,
-       uuid_generate_v5(uuid_ns_url(), 'https://recipes.example/recipes/' || i),
+       md5('https://recipes.example/recipes/' || i)::uuid,
        1 + (i::bigint * 7919) % pg_temp.scaled(20000),
        pg_temp.pick(ARRAY['Smoky', 'Creamy', 'Crispy', 'Zesty', 'Slow-cooked', 'Grilled', 'Spicy',
                           'Tangy', 'Herby', 'Golden', 'Rustic', 'Silky', 'Charred'], i)
