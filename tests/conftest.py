@@ -342,3 +342,9 @@ def deploy_project(project: Project, deploy_db: Endpoint, staging_server: Endpoi
     """tests/projects/deploy gated on staging and deployed to its own production database."""
     project.migrations(PROJECTS / "deploy" / "release")
     return project.ini(dbgate_max_regression="off").against(deploy_db, staging_server)
+
+
+def pytest_report_header() -> str:
+    """Which PostgreSQL the suite runs on (CI runs it on two)."""
+    found = find_binaries(None, ("pg_ctl", "pg_dump", "pg_restore"))
+    return f"PostgreSQL {found.major} programs: {found.bindir}"

@@ -294,7 +294,7 @@ def test_sigterm_stops_everything_the_gate_started(pytester: pytest.Pytester) ->
             break
     # This run's own folders: other runs on the machine (another xdist worker) come and go.
     started = {name for name in _postgres_dirs() - before if _owner(name) == proc.pid}
-    servers = {name for name in started if name.startswith(("dbgate-prod-", "dbgate-staging-"))}
+    servers = {name for name in started if name.startswith(("dbgate-source-", "dbgate-staging-"))}
     assert len(servers) == 2, "the run's two embedded servers are up"
     time.sleep(1)
     proc.send_signal(signal.SIGTERM)

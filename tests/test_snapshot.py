@@ -316,39 +316,60 @@ def test_the_embedded_staging_server_keeps_its_snapshot_between_runs(
     assert first.ret == 0, first.stdout.str()
     first.stdout.fnmatch_lines(
         [
+            f"*creating the embedded source server kept in {kept_dir / 'source'}*",
+            "*loading the seed into the embedded source*",
             f"*creating the embedded staging server kept in {kept_dir}*",
             "*taking a new snapshot (no cached snapshot yet)*",
         ]
     )
     assert not (kept_dir / "data" / "postmaster.pid").exists(), "stopped after the run"
+    assert not (kept_dir / "source" / "data" / "postmaster.pid").exists()
 
     second = demo.run("-k", "snapshot_restored", "-rA")
     assert second.ret == 0, second.stdout.str()
     second.stdout.fnmatch_lines(
         [
+            f"*starting the embedded source server kept in {kept_dir / 'source'}*",
+            "*the seed is unchanged since the kept source was loaded: not re-seeding*",
             f"*starting the embedded staging server kept in {kept_dir}*",
             "*reusing the cached snapshot dbgate_prod_snapshot taken *no dump and no restore*",
         ]
     )
     assert "dumping" not in second.stdout.str()
+    assert "loading the seed" not in second.stdout.str()
 
     forced = demo.run("-k", "snapshot_restored", "--dbgate-refresh")
     assert forced.ret == 0, forced.stdout.str()
     forced.stdout.fnmatch_lines(["*taking a new snapshot (--dbgate-refresh)*", "*dumping *"])
 
-    # The embedded source is a new cluster every run: its seed is what the snapshot copies.
+    # The seed is what the kept source and the snapshot are copies of: a new file (or a changed
+    # one) makes the source afresh, and a new snapshot of it.
     seed = demo.path / "prod" / "zz_more.sql"
     seed.write_text("CREATE TABLE extra (id int); INSERT INTO extra VALUES (1);\n")
     changed = demo.run("-k", "snapshot_restored")
     assert changed.ret == 0, changed.stdout.str()
     changed.stdout.fnmatch_lines(
-        ["*taking a new snapshot (the seed changed since the cached snapshot was taken)*"]
+        [
+            f"*creating the embedded source server kept in {kept_dir / 'source'}*",
+            "*loading the seed into the embedded source*",
+            "*taking a new snapshot (the seed changed since the cached snapshot was taken)*",
+        ]
     )
     # The demo's size is a session setting, not a file: it is part of what the seed loads.
     demo.monkeypatch.setenv("PGOPTIONS", "-c dbgate_demo.scale=0.005")
     rescaled = demo.run("-k", "snapshot_restored")
     assert rescaled.ret == 0, rescaled.stdout.str()
-    rescaled.stdout.fnmatch_lines(["*taking a new snapshot (the seed changed since*"])
+    rescaled.stdout.fnmatch_lines(
+        [
+            "*loading the seed into the embedded source*",
+            "*taking a new snapshot (the seed changed since*",
+        ]
+    )
+    # A seed killed half-way leaves no key: the next run makes the source afresh.
+    (kept_dir / "source" / "made-for").unlink()
+    half = demo.run("-k", "snapshot_restored")
+    assert half.ret == 0, half.stdout.str()
+    half.stdout.fnmatch_lines(["*creating the embedded source server kept in*"])
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root hands the server to another account")

@@ -385,8 +385,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "staging_dir",
         "folder where the embedded staging server keeps its cluster between runs, so its "
-        "cached snapshot serves the next run (default: <report dir>/staging-server; off: a "
-        "throwaway server per run)",
+        "cached snapshot serves the next run, and the seeded embedded source its own (in "
+        "<folder>/source) (default: <report dir>/staging-server; off: throwaway servers)",
         metavar="PATH",
     ),
     Setting(

@@ -198,47 +198,90 @@ def staging_server(
 ) -> Iterator[Endpoint]:
     """The embedded staging server: kept in ``directory`` between runs when it can be, so its
     cached snapshot serves the next run; a throwaway one otherwise, saying why."""
+    with kept_server("staging", binaries, directory, progress, "the snapshot cache") as (
+        endpoint,
+        _,
+    ):
+        yield endpoint
+
+
+@contextmanager
+def kept_server(
+    role: str,
+    binaries: PgBinaries,
+    directory: Path | None,
+    progress: Callable[[str], None],
+    keeps: str,
+    key: str | None = None,
+) -> Iterator[tuple[Endpoint, Path | None]]:
+    """An embedded server kept in ``directory`` between runs when it can be (the staging
+    server with its cached snapshot; the seeded source); a throwaway one otherwise, saying why.
+
+    With ``key``, the kept cluster is one made for that key (see :func:`keep_made_for`); a
+    cluster made for another, or never finished, is made afresh. Yields the server and the
+    folder it is kept in (``None``: a throwaway server)."""
     with contextlib.ExitStack() as stack:
-        throwaway = _why_throwaway(directory, stack)
+        throwaway = _why_throwaway(directory, stack, keeps)
         if throwaway is not None:
-            progress(f"starting a throwaway embedded staging server{throwaway}")
-            yield stack.enter_context(embedded_server("staging", binaries))
+            progress(f"starting a throwaway embedded {role} server{throwaway}")
+            yield stack.enter_context(embedded_server(role, binaries)), None
             return
         assert directory is not None  # no reason for a throwaway server: there is a folder
         data = directory / "data"
-        _discard_unusable(data, binaries, progress)
+        if key is not None and made_for(directory) != key:
+            shutil.rmtree(data, ignore_errors=True)
+            (directory / KEY_FILE).unlink(missing_ok=True)
+        _discard_unusable(role, data, binaries, progress)
         fresh = not (data / "PG_VERSION").is_file()
         progress(
-            f"{'creating' if fresh else 'starting'} the embedded staging server kept in {directory}"
+            f"{'creating' if fresh else 'starting'} the embedded {role} server kept in {directory}"
         )
         try:
-            endpoint = stack.enter_context(embedded_server("staging", binaries, datadir=data))
+            endpoint = stack.enter_context(embedded_server(role, binaries, datadir=data))
         except ProvisioningError as exc:
             if fresh:
                 raise
             # A cluster a crash left damaged is only a cache: make a new one.
-            progress(f"the kept staging server did not start ({exc.problem}); making it afresh")
+            progress(f"the kept {role} server did not start ({exc.problem}); making it afresh")
             shutil.rmtree(data, ignore_errors=True)
-            endpoint = stack.enter_context(embedded_server("staging", binaries, datadir=data))
-        yield endpoint
+            (directory / KEY_FILE).unlink(missing_ok=True)
+            endpoint = stack.enter_context(embedded_server(role, binaries, datadir=data))
+        yield endpoint, directory
 
 
-def _why_throwaway(directory: Path | None, stack: contextlib.ExitStack) -> str | None:
-    """Why this run cannot keep its staging server in ``directory`` (the end of the progress
-    line), or ``None`` when it can: then the folder's lock is held until ``stack`` closes."""
+KEY_FILE = "made-for"
+
+
+def made_for(directory: Path) -> str | None:
+    """The key a kept cluster was finished for, or ``None``."""
+    try:
+        return (directory / KEY_FILE).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def keep_made_for(directory: Path, key: str) -> None:
+    """Say that the cluster in ``directory`` is complete for ``key`` (written last: a run killed
+    while making it leaves no key, and the next run makes it afresh)."""
+    (directory / KEY_FILE).write_text(key + "\n")
+
+
+def _why_throwaway(directory: Path | None, stack: contextlib.ExitStack, keeps: str) -> str | None:
+    """Why this run cannot keep its server in ``directory`` (the end of the progress line), or
+    ``None`` when it can: then the folder's lock is held until ``stack`` closes."""
     if directory is None:
         return " (dbgate_staging_dir = off)"
     why_not = _prepare_kept(directory)
     if why_not is not None:
         return (
-            f": {why_not}; the snapshot cache lasts this run only (point dbgate_staging_dir at "
-            "a folder it can use)"
+            f": {why_not}; {keeps} lasts this run only (point dbgate_staging_dir at a folder "
+            "it can use)"
         )
     lock = stack.enter_context(open(directory / ".lock", "w"))  # noqa: SIM115 - the stack closes it
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        return f": another run is using the staging server kept in {directory}"
+        return f": another run is using the server kept in {directory}"
     return None
 
 
@@ -274,7 +317,9 @@ def _unreachable(path: Path, account: pwd.struct_passwd) -> Path | None:
     return None
 
 
-def _discard_unusable(data: Path, binaries: PgBinaries, progress: Callable[[str], None]) -> None:
+def _discard_unusable(
+    role: str, data: Path, binaries: PgBinaries, progress: Callable[[str], None]
+) -> None:
     """Remove a kept cluster another major version made, and stop one a killed run left up."""
     version_file = data / "PG_VERSION"
     if not version_file.is_file():
@@ -283,7 +328,7 @@ def _discard_unusable(data: Path, binaries: PgBinaries, progress: Callable[[str]
     made_by = version_file.read_text().strip()
     if made_by != str(binaries.major):
         progress(
-            f"the kept staging server was made by PostgreSQL {made_by}, this run uses "
+            f"the kept {role} server was made by PostgreSQL {made_by}, this run uses "
             f"{binaries.major}: making it afresh"
         )
         shutil.rmtree(data, ignore_errors=True)

@@ -39,8 +39,8 @@ from pytest_dbgate.performance.workload import parse_workload
 from pytest_dbgate.pg.binaries import PgBinaries
 from pytest_dbgate.pg.connections import Conn, Endpoint, connect
 from pytest_dbgate.pg.databases import server_identity
-from pytest_dbgate.pg.seed import load_seed, seed_files
-from pytest_dbgate.pg.servers import EMBEDDED_SOURCE_DB, embedded_server
+from pytest_dbgate.pg.seed import load_seed, seed_digest, seed_files
+from pytest_dbgate.pg.servers import EMBEDDED_SOURCE_DB, keep_made_for, kept_server, made_for
 from pytest_dbgate.refresh.dumpfile import DumpFile, checksum
 from pytest_dbgate.refresh.restore import Snapshot
 from pytest_dbgate.refresh.steps import Refreshing
@@ -276,9 +276,7 @@ class Gate(StagingLint, Refreshing, Run):
             raise StepFailed(SOURCE, "no source database: the copy comes from the dump file")
         self._sweep()
         if cfg.source_url is None:
-            self.progress("starting the embedded source server and loading the seed")
-            server = self._stack.enter_context(embedded_server("prod", self.binaries))
-            endpoint = load_seed(server, EMBEDDED_SOURCE_DB, seed_files(cfg.seed))
+            endpoint = self._seeded_source()
             embedded = True
         else:
             endpoint = Endpoint.from_url(cfg.source_url, cfg.source_url_setting)
@@ -286,6 +284,25 @@ class Gate(StagingLint, Refreshing, Run):
         conn = connect(endpoint, "source", cfg.source_url_setting, read_only=True, purpose="read")
         self._stack.callback(conn.close)
         return Database(endpoint, conn, server_identity(conn), embedded)
+
+    def _seeded_source(self) -> Endpoint:
+        """The embedded source: kept beside the staging server and seeded once for the seed
+        files' bytes and the session settings they load with (seed_digest); a run whose seed
+        is unchanged starts it and reads it as it is (the gate never writes to a source)."""
+        files = seed_files(self.config.seed)
+        key = "seed " + seed_digest(files)
+        where = self.config.staging_dir / "source" if self.config.staging_dir else None
+        server, kept = self._stack.enter_context(
+            kept_server("source", self.binaries, where, self.progress, "the seeded source", key)
+        )
+        if kept is not None and made_for(kept) == key:
+            self.progress("the seed is unchanged since the kept source was loaded: not re-seeding")
+            return server.with_dbname(EMBEDDED_SOURCE_DB)
+        self.progress("loading the seed into the embedded source")
+        endpoint = load_seed(server, EMBEDDED_SOURCE_DB, files)
+        if kept is not None:
+            keep_made_for(kept, key)
+        return endpoint
 
     def _finish_migrating(self) -> CommandResult | None:
         failed = next((o for o in self.outcomes() if not o.ok), None)
