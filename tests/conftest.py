@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -140,7 +141,11 @@ class Project:
         self.pytester = pytester
         self.monkeypatch = monkeypatch
         self.path = pytester.path
+        # The session's servers are shared by the tests: a restore point one test leaves (same
+        # source, same migrations) would let the next resume instead of applying. Tests of
+        # restore points turn them on.
         self.settings: dict[str, str] = {}
+        self.ini(dbgate_restore_points="off")
         for name in ("PROD_DATABASE_URL", "STAGING_DATABASE_URL", "GITHUB_STEP_SUMMARY"):
             monkeypatch.delenv(name, raising=False)
         monkeypatch.setenv("PGOPTIONS", DEMO_SCALE)
@@ -320,6 +325,16 @@ def full_demo_db(source_server: Endpoint) -> Endpoint:
         seed_files([REPO / "demo" / "prod"]),
     )
     return Endpoint.from_params({k: v for k, v in loaded.params if k != "options"})
+
+
+@pytest.fixture
+def kept_dir() -> Iterator[Path]:
+    """A folder the unprivileged server account can reach (pytest's own tmp is private), for
+    dbgate_staging_dir."""
+    folder = Path(tempfile.mkdtemp(prefix="dbgate-kept-"))
+    folder.chmod(0o755)
+    yield folder / "staging"
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

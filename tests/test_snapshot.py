@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -297,15 +296,6 @@ def test_damaged_dump_files_are_clear_errors_and_never_cached(
 
 
 # -- the embedded staging server kept between runs -----------------------------------------
-
-
-@pytest.fixture
-def kept_dir() -> Iterator[Path]:
-    """A folder the unprivileged server account can reach (pytest's own tmp is private)."""
-    folder = Path(tempfile.mkdtemp(prefix="dbgate-kept-"))
-    folder.chmod(0o755)
-    yield folder / "staging"
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_the_embedded_staging_server_keeps_its_snapshot_between_runs(

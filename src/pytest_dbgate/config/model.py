@@ -93,6 +93,7 @@ class GateConfig:
     holdback_requires: str = "time+metrics"
     watch_record: Path
     watch_top: int
+    restore_points: bool = True
 
     @property
     def performance(self) -> bool:
@@ -177,6 +178,7 @@ def read_config(config: pytest.Config) -> GateConfig | None:
         ),
         watch_record=reader.optional_path("watch_record") or report_dir / DEFAULT_WATCH_RECORD,
         watch_top=reader.whole("watch_top"),
+        restore_points=reader.choice("restore_points", ("on", "off"), "on") == "on",
     )
 
 

@@ -390,6 +390,14 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="PATH",
     ),
     Setting(
+        "restore_points",
+        "staging: keep the staging database after each migration (on the staging server, beside "
+        "the cached snapshot), so a re-run starts after the last unchanged migration: on or off "
+        "(default: {default})",
+        metavar="ON|OFF",
+        default="on",
+    ),
+    Setting(
         "snapshot_max_age",
         "oldest cached snapshot a run reuses instead of dumping the source, as <N>h, <N>d or "
         "<N>w (default: {default})",

@@ -340,3 +340,11 @@ def format_period(period: timedelta) -> str:
     if hours:
         return f"{hours}h"
     return f"{max(rest // 60, 1)} min"
+
+
+def run_label(iso: str) -> str:
+    """``the run of 2026-11-30 11:32 UTC``: which earlier run a cached result comes from."""
+    try:
+        return f"the run of {datetime.fromisoformat(iso):%Y-%m-%d %H:%M %Z}"
+    except ValueError:
+        return f"the run of {iso}"

@@ -105,6 +105,10 @@ class Applier:
         # When the file's time is up (monotonic clock): no statement starts after it.
         self.deadline: float | None = None
 
+    def rebind(self, conn: Conn) -> None:
+        """Go on in a new session (the runner's, after a restore point was taken)."""
+        self._conn = conn
+
     def applied_through(self, migration: Migration) -> int:
         """The last statement the journal knows applied (what a retry starts after)."""
         try:

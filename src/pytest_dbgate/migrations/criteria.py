@@ -10,9 +10,7 @@ import pytest
 
 from pytest_dbgate.core.criterion import Criterion, DbgateWarning, Figures
 from pytest_dbgate.core.errors import CriterionFailed
-from pytest_dbgate.core.record import (
-    format_period,
-)
+from pytest_dbgate.core.record import format_period, run_label
 from pytest_dbgate.core.run import Run, StepFailed, migration_step
 from pytest_dbgate.migrations.outcomes import Outcome, Status
 from pytest_dbgate.migrations.parse import Migration
@@ -39,6 +37,8 @@ class MigrationApplied(Criterion[Run]):
         if outcome.recorded_by is not None:
             figures["summary"] = f"already applied ({outcome.recorded_by})"
             figures["recorded_by"] = outcome.recorded_by
+        if outcome.cached_from is not None:
+            figures["cached_from"] = outcome.cached_from
         if outcome.attempts:
             figures["lock_timeouts"] = len(outcome.attempts)
         if outcome.resumed_after:
@@ -60,6 +60,10 @@ class MigrationApplied(Criterion[Run]):
                 + resumed
                 + retried
             )
+            if outcome.cached_from is not None:
+                figures["summary"] = (
+                    f"cached from {run_label(outcome.cached_from)}: {figures['summary']}"
+                )
             if outcome.released_by is not None:
                 figures["released_by"] = outcome.released_by
                 figures["summary"] = (

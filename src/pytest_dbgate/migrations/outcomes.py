@@ -82,6 +82,9 @@ class Outcome:
     # or, once applied, the watch that released it.
     waits_for: str | None = None
     needs_watch: bool = False  # held for its period, and then for a passing watch
+    # Not applied by this run: a restore point of an earlier run holds it (staging), and that
+    # run's figures are these; when that run started.
+    cached_from: str | None = None
     released_by: str | None = None
     recorded_by: str | None = None  # already applied, as the migration tool's history says
 

@@ -106,8 +106,10 @@ class Runner(Resuming):
         interruptions: Interruptions | None = None,
         keep_lock: Callable[[], None] | None = None,
         timeout_s: float | None = None,
+        checkpoint: Callable[[Migration, Outcome], Conn] | None = None,
     ) -> None:
         self._conn = conn
+        self._checkpoint = checkpoint
         self._timeout_s = timeout_s
         layouts = {m.layout for m in migrations}
         self._tracking = Tracking(conn, history_for(layouts.pop()) if len(layouts) == 1 else None)
@@ -205,8 +207,27 @@ class Runner(Resuming):
         held = self._interruptions.held() if self._interruptions else contextlib.nullcontext()
         with held:
             while len(self._outcomes) <= index:
-                self._outcomes.append(self._next(self._migrations[len(self._outcomes)]))
+                migration = self._migrations[len(self._outcomes)]
+                outcome = self._next(migration)
+                self._outcomes.append(outcome)
+                if self._checkpoint is not None and outcome.status is Status.APPLIED:
+                    # The point is a copy of the database, which must have no session while it
+                    # is made: this one goes, and the checkpoint hands a new one.
+                    self._conn.close()
+                    self._rebind(self._checkpoint(migration, outcome))
         return self._outcomes[index]
+
+    def preset(self, outcomes: Sequence[Outcome]) -> None:
+        """The first migrations' outcomes, from an earlier run's restore point (the database
+        already holds what they did): this run applies from the next one."""
+        assert not self._outcomes, "preset before anything is applied"
+        self._outcomes = list(outcomes)
+
+    def _rebind(self, conn: Conn) -> None:
+        self._conn = conn
+        self._tracking.rebind(conn)
+        self._applier.rebind(conn)
+        self._settings()
 
     def apply_all(self) -> list[Outcome]:
         if self._migrations:

@@ -137,6 +137,10 @@ class Tracking:
         self._conn = conn
         self.history = history
 
+    def rebind(self, conn: Conn) -> None:
+        """Go on in a new session (the runner's, after a restore point was taken)."""
+        self._conn = conn
+
     def exists(self) -> bool:
         row = self._conn.execute("SELECT to_regclass(%s) IS NOT NULL", (MIGRATIONS_NAME,))
         found = row.fetchone()

@@ -45,6 +45,8 @@ from pytest_dbgate.refresh.dumpfile import DumpFile, checksum
 from pytest_dbgate.refresh.restore import Snapshot
 from pytest_dbgate.refresh.steps import Refreshing
 from pytest_dbgate.staging.lint_context import StagingLint
+from pytest_dbgate.staging.points import Point
+from pytest_dbgate.staging.resume import CachedLocks, RestorePoints
 
 if TYPE_CHECKING:
     from pytest_dbgate.core.criterion import Criterion
@@ -64,7 +66,7 @@ APPLIED_BEFORE = "applied_before"
 COMMAND = "migrate_command"  # command mode: the project's tool applies the migrations
 
 
-class Gate(StagingLint, Refreshing, Run):
+class Gate(StagingLint, RestorePoints, Refreshing, Run):
     """One staging gate run against one source and one staging server."""
 
     mode = "staging"
@@ -95,6 +97,12 @@ class Gate(StagingLint, Refreshing, Run):
         # one (set by the refresh); else why not.
         self.reference: Reference | None = None
         self.no_reference = ""
+        self.sessions: list[Conn] = []
+        self.cached_locks: dict[str, CachedLocks] = {}
+        self.points_made: dict[str, tuple[str, Point]] = {}
+        self.no_points = ""
+        self.points_said = False
+        self.run_started = ""
         self._swept = False  # what killed runs left is removed once, before a server starts
         self._sizes_before: dict[int, Table] = {}  # without a reference: staging's, at baseline
         if config.performance:
@@ -215,7 +223,9 @@ class Gate(StagingLint, Refreshing, Run):
         if self.config.migrate_command is not None:
             self.command()  # raises StepFailed when the command failed: its item says why
             return []
-        return super().outcomes()
+        outcomes = super().outcomes()
+        self.say_points()
+        return outcomes
 
     def staging_url(self) -> str:
         """The restored staging database's URL, credentials included, for the app's code."""
@@ -231,6 +241,7 @@ class Gate(StagingLint, Refreshing, Run):
             snapshot.staging, "staging", self.config.staging_url_setting, purpose=purpose
         )
         self._stack.callback(conn.close)
+        self.sessions.append(conn)
         return conn
 
     # -- step bodies -------------------------------------------------------------------------
@@ -376,6 +387,7 @@ class Gate(StagingLint, Refreshing, Run):
         # What the copy had before this run, read before it changes it (lint skips those).
         with contextlib.suppress(StepFailed):
             self.applied_before()
+        resumed = self.resume_from_points()
         conn = self.staging_connection(purpose="migrate")
         runner = Runner(
             conn,
@@ -385,9 +397,11 @@ class Gate(StagingLint, Refreshing, Run):
             watch=self.watcher(self.snapshot().staging, self.lock_reports),
             boundary=self.boundary,
             timeout_s=self.config.migration_timeout_s,
+            checkpoint=self.checkpoint if self.points_kept() else None,
         )
         try:
             runner.prepare()
+            runner.preset(resumed)
         except psycopg.Error as exc:
             raise StepFailed(
                 RUNNER,

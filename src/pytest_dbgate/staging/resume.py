@@ -1,0 +1,265 @@
+"""The staging gate's side of restore points (see :mod:`pytest_dbgate.staging.points`): resume
+from the last unchanged migration, keep a point after each migration applied, and give the
+earlier run's findings back to the items."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import psycopg
+
+from pytest_dbgate.core.record import run_label
+from pytest_dbgate.migrations.outcomes import Outcome
+from pytest_dbgate.migrations.parse import Migration
+from pytest_dbgate.observe.timeline import LockReport
+from pytest_dbgate.pg.databases import create_gate_database, drop_gate_database
+from pytest_dbgate.refresh.cache import cache_name
+from pytest_dbgate.staging.points import (
+    Point,
+    base_key,
+    cached_outcome,
+    chain,
+    comment_on,
+    outcome_document,
+    point_name,
+    read_points,
+    report_document,
+    report_from,
+    total_bytes,
+    usable_prefix,
+)
+
+if TYPE_CHECKING:
+    from pytest_dbgate.config.model import GateConfig
+    from pytest_dbgate.core.results import Progress
+    from pytest_dbgate.core.run import Database
+    from pytest_dbgate.performance.capture import Performance
+    from pytest_dbgate.performance.reference import Reference
+    from pytest_dbgate.pg.connections import Conn
+    from pytest_dbgate.refresh.restore import Snapshot
+
+# How long the sessions the gate closed may take to leave the server before a copy is made.
+SETTLE_S = 5.0
+
+
+@dataclass(frozen=True)
+class CachedLocks:
+    """What an earlier run's locks item decided for a migration this run did not apply."""
+
+    run: str
+    measurements: str
+
+
+class RestorePoints:
+    """A mixin of :class:`~pytest_dbgate.staging.gate.Gate`, which provides the state and the
+    steps declared here."""
+
+    config: GateConfig
+    progress: Progress
+    migrations: list[Migration]
+    performance: Performance | None
+    reference: Reference | None
+    lock_reports: dict[str, LockReport]
+    decided_locks: dict[str, LockReport]
+    sizes_before: dict[str, dict[str, int]]
+    # Every session the gate opened on the staging database: closed before a copy is made.
+    sessions: list[Conn]
+    cached_locks: dict[str, CachedLocks]
+    points_made: dict[str, tuple[str, Point]]
+    no_points: str  # why this run keeps no points; "" when it does
+    points_said: bool
+    run_started: str
+
+    def staging_server(self) -> Database:
+        raise NotImplementedError
+
+    def snapshot(self) -> Snapshot:
+        raise NotImplementedError
+
+    def staging_connection(self, purpose: str = "check") -> Conn:
+        raise NotImplementedError
+
+    # -- when ------------------------------------------------------------------------------
+
+    def points_kept(self) -> bool:
+        """Whether this run keeps points: the copy comes from the snapshot cache, the gate
+        applies the migrations itself, and nothing has stopped it."""
+        if not self.config.restore_points:
+            self.no_points = self.no_points or "dbgate_restore_points = off"
+        elif self.reference is None or self.config.migrate_command is not None:
+            self.no_points = self.no_points or "no snapshot cache"
+        return not self.no_points
+
+    def point_keys(self) -> list[str]:
+        cfg = self.config
+        snapshot = self.snapshot()
+        workload = (
+            hashlib.sha256(cfg.workload.read_bytes()).hexdigest()
+            if cfg.workload is not None and cfg.workload.is_file()
+            else None
+        )
+        base = base_key(
+            {
+                "snapshot": [
+                    cache_name(snapshot.staging.dbname),
+                    # To the second, as the cached snapshot's comment keeps it.
+                    snapshot.taken_at.isoformat(timespec="seconds") if snapshot.taken_at else None,
+                ],
+                "server": self.staging_server().identity.version_num,
+                "migration_timeout": cfg.migration_timeout_s,
+                "max_lock_ms": cfg.max_lock_ms,
+                "max_block_ms": cfg.max_block_ms,
+                "traffic_rate": cfg.traffic_rate,
+                "lint_small_table_rows": cfg.lint_small_table_rows,
+                "lint_rules": [list(r) for r in cfg.lint_rules],
+                "workload": workload,
+            }
+        )
+        return chain(base, self.migrations)
+
+    # -- resuming ----------------------------------------------------------------------------
+
+    def resume_from_points(self) -> list[Outcome]:
+        """Before the first migration: start from the point after the last unchanged one, if
+        there is one; the outcomes of the migrations it holds. Points that no longer fit are
+        dropped (only the latest run's are kept)."""
+        self.run_started = datetime.now(UTC).isoformat(timespec="seconds")
+        if not self.points_kept():
+            return []
+        staging = self.staging_server()
+        dbname = self.snapshot().staging.dbname
+        where = staging.endpoint.display()
+        points = read_points(staging.conn, dbname)
+        keys = self.point_keys()
+        usable = usable_prefix(points, keys)
+        for index, (name, _) in points.items():
+            if index > usable:
+                drop_gate_database(staging.conn, name, where)
+        if usable == 0:
+            return []
+        why = self.quiesce()
+        if why:
+            self.progress(f"not resuming from the restore points: {why}")
+            return []
+        create_gate_database(
+            staging.conn, dbname, where, "UTF8", template=point_name(dbname, usable)
+        )
+        outcomes = []
+        for index in range(1, usable + 1):
+            migration, point = self.migrations[index - 1], points[index][1]
+            outcomes.append(cached_outcome(migration, point))
+            self.sizes_before[migration.version] = dict(point.sizes)
+            report = report_from(point.report, migration) if point.report else None
+            if report is not None:
+                self.lock_reports[migration.id] = report
+                if point.decided:
+                    self.cached_locks[migration.id] = CachedLocks(point.run, point.measurements)
+        last = points[usable][1]
+        nxt = (
+            f"applying from {self.migrations[usable].id}"
+            if usable < len(self.migrations)
+            else "nothing left to apply"
+        )
+        self.progress(
+            f"resuming after {last.migration}: migrations 1-{usable} are unchanged since "
+            f"{run_label(last.run)}, whose restore point {usable} is now staging; {nxt}"
+        )
+        return outcomes
+
+    # -- keeping ----------------------------------------------------------------------------
+
+    def checkpoint(self, migration: Migration, outcome: Outcome) -> Conn:
+        """After a migration applied: copy the database into its point; a new migrating
+        session."""
+        if self.points_kept():
+            self._keep_point(migration, outcome)
+        return self.staging_connection(purpose="migrate")
+
+    def _keep_point(self, migration: Migration, outcome: Outcome) -> None:
+        staging = self.staging_server()
+        dbname = self.snapshot().staging.dbname
+        index = self.migrations.index(migration) + 1
+        name = point_name(dbname, index)
+        report = self.lock_reports.get(migration.id)
+        point = Point(
+            index=index,
+            key=self.point_keys()[index - 1],
+            run=self.run_started,
+            migration=migration.id,
+            outcome=outcome_document(outcome),
+            sizes=dict(self.sizes_before.get(migration.version, {})),
+            report=report_document(report) if report is not None else None,
+        )
+        why = self.quiesce()
+        if not why:
+            try:
+                create_gate_database(
+                    staging.conn, name, staging.endpoint.display(), "UTF8", template=dbname
+                )
+                comment_on(staging.conn, name, point)
+            except psycopg.Error as exc:
+                why = str(exc).strip().splitlines()[0]
+        if why:
+            self.no_points = why
+            self.progress(f"no restore point after {migration.id}, nor after the rest: {why}")
+            return
+        self.points_made[migration.id] = (name, point)
+
+    def locks_decided(self, migration: Migration, report: LockReport, measurements: str) -> None:
+        """The locks item's decision goes into the migration's point, for a run that resumes."""
+        made = self.points_made.get(migration.id)
+        if made is None:
+            return
+        name, point = made
+        point.report = report_document(report)
+        point.decided = True
+        point.measurements = measurements
+        with contextlib.suppress(psycopg.Error):
+            comment_on(self.staging_server().conn, name, point)
+
+    def say_points(self) -> None:
+        """How many points the next run may start from, and their size on disk."""
+        if not self.points_made or self.points_said:
+            return
+        self.points_said = True
+        staging = self.staging_server()
+        dbname = self.snapshot().staging.dbname
+        kept = read_points(staging.conn, dbname)
+        size = total_bytes(staging.conn, [name for name, _ in kept.values()])
+        self.progress(
+            f"restore points: {len(kept)} kept for the next run ({size / 1e6:,.1f} MB on the "
+            "staging server); a re-run starts after the last unchanged migration"
+        )
+
+    def quiesce(self) -> str:
+        """Close every session the gate has on the staging database and wait for the server to
+        see them go; why that could not be done, or ``""``."""
+        for conn in self.sessions:
+            with contextlib.suppress(Exception):
+                conn.close()
+        self.sessions.clear()
+        if self.performance is not None:
+            self.performance.close()  # its next use opens a new session
+        staging = self.staging_server()
+        dbname = self.snapshot().staging.dbname
+        deadline = time.monotonic() + SETTLE_S
+        while True:
+            row = staging.conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
+                " AND pid <> pg_backend_pid()",
+                (dbname,),
+            ).fetchone()
+            others = int(row[0]) if row and isinstance(row[0], int) else 0
+            if others == 0:
+                return ""
+            if time.monotonic() > deadline:
+                return (
+                    f"{others} session(s) not the gate's are connected to {dbname} (a fixture "
+                    "of your tests that keeps a connection?), and a copy needs none"
+                )
+            time.sleep(0.05)
