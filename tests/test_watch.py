@@ -174,7 +174,7 @@ def test_the_watch_reads_only_and_needs_a_deploy(demo: Project, story: Endpoint)
     assert not (demo.path / ".dbgate" / "watch-record.json").exists()
 
 
-def test_without_pg_stat_statements_the_signals_are_still_watched(
+def test_without_pg_stat_statements_the_signals_are_watched_but_nothing_is_vouched_for(
     demo: Project, demo_prod: Endpoint, staging_server: Endpoint
 ) -> None:
     demo.ini(dbgate_max_regression="off").against(demo_prod, staging_server)
@@ -189,10 +189,16 @@ def test_without_pg_stat_statements_the_signals_are_still_watched(
     )
     assert "DbgateWarning: pg_stat_statements is not installed" in deployed_.stdout.str()
     watched = demo.run("-rA", mode="watch")
-    assert watched.ret == 0, watched.stdout.str()
+    assert watched.ret == 1, watched.stdout.str()  # it cannot vouch for the queries
     items = watch_items(demo)
     assert not [n for n in items if "::query[" in n]
     assert items["dbgate::watch::signal[deadlocks]"]["outcome"] == "passed"
+    record = items["dbgate::verdict::watch_record"]
+    assert record["outcome"] == "failed"
+    assert "the watch judged no query: pg_stat_statements is not installed" in str(
+        record["message"]
+    )
+    assert watch_record(demo)["passed"] is False
 
 
 def test_the_watch_without_a_production_database_is_a_usage_error(project: Project) -> None:

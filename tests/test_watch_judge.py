@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from pytest_dbgate.core.record import RecordedQuery
-from pytest_dbgate.performance.stats import Counter, query_key
+from pytest_dbgate.performance.stats import Counter, is_application_query, query_key
 from pytest_dbgate.performance.verdicts import Thresholds, Verdict
 from pytest_dbgate.watch.deploys import Deploy
 from pytest_dbgate.watch.eligibility import metrics_release
 from pytest_dbgate.watch.judge import SIGNALS, judge_queries, judge_signal, rate_ratio
-from pytest_dbgate.watch.reading import CATALOG, DatabaseCounters, Entry, Reading
+from pytest_dbgate.watch.reading import CATALOG, DatabaseCounters, Entry, Reading, Statements
 from pytest_dbgate.watch.record import WatchRecord, load_watch
 
 LIMITS = Thresholds(0.2, 0.1)
@@ -296,8 +296,16 @@ def watch(passed: bool = True, deploy_id: int = 3, database: str = "prod") -> Wa
 DEPLOY = Deploy(3, datetime(2026, 11, 29, 12, tzinfo=UTC), ("1", "2"), None, None, ())
 
 
-def release(path: Path, key: str | None = None, latest: Deploy | None = DEPLOY) -> tuple[bool, str]:
-    found = metrics_release(path, "w.json", key, latest, "7", "prod")
+NOW = datetime(2026, 12, 7, 12, tzinfo=UTC)
+
+
+def release(
+    path: Path,
+    key: str | None = None,
+    latest: Deploy | None = DEPLOY,
+    period_ends: datetime = datetime(2026, 11, 30, 13, tzinfo=UTC),
+) -> tuple[bool, str]:
+    found = metrics_release(path, "w.json", key, latest, "7", "prod", period_ends, NOW)
     return found.allowed, found.reason
 
 
@@ -355,3 +363,105 @@ def test_a_broken_watch_record_is_a_reason_not_a_crash(tmp_path: Path) -> None:
     assert "not a readable watch record" in release(path)[1]
     with pytest.raises(ValueError, match="no watch record"):
         load_watch(tmp_path / "missing.json")
+
+
+def test_a_watch_too_early_in_the_period_releases_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "w.json"
+    watch().write(path)  # 2026-11-30 12:00, the day after the deploy
+    allowed, reason = release(path, period_ends=datetime(2026, 12, 6, 12, tzinfo=UTC))
+    assert not allowed and "more than a day before the hold-back's period ended" in reason
+
+
+@pytest.mark.parametrize(
+    ("watched_at", "expected"),
+    [
+        ("2026-11-29T11:00:00+00:00", "is older than deploy #3"),
+        ("2099-01-01T00:00:00+00:00", "made in the future"),
+        ("2026-11-30T12:00:00", "watched_at has no time zone"),
+    ],
+)
+def test_a_watch_record_with_impossible_times_is_refused(
+    tmp_path: Path, watched_at: str, expected: str
+) -> None:
+    path = tmp_path / "w.json"
+    dataclasses.replace(watch(), watched_at=watched_at).write(path)
+    allowed, reason = release(path)
+    assert not allowed and expected in reason
+
+
+def test_a_watch_record_nested_too_deep_is_a_reason_not_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "w.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    allowed, reason = release(path)
+    assert not allowed and "nested too deep" in reason
+
+
+# -- what production's counters can and cannot say ---------------------------------------------
+
+
+def with_statements(reading_: Reading, reset: str | None, dealloc: int, hidden: int = 0) -> Reading:
+    return dataclasses.replace(reading_, statements=Statements(reset, dealloc, hidden))
+
+
+def test_after_a_reset_the_counters_are_the_period_whole() -> None:
+    rng = random.Random(8)
+    before = reading({(1, COOK): calls(rng, 300, 0.5)})
+    deployed = with_statements(before, "2026-11-01T00:00:00+00:00", 0)
+    # After pg_stat_statements_reset(), the app called it 330 times at the same speed.
+    now = with_statements(
+        reading({(1, COOK): calls(rng, 330, 0.5)}), "2026-12-01T00:00:00+00:00", 0
+    )
+    (only,) = judge_queries(deployed, deployed, now, (), 10, LIMITS)
+    assert only.period is not None and only.period.calls == 330
+    assert only.comparison.verdict is Verdict.OK
+
+
+def test_evicted_entries_are_not_judged_where_the_server_cannot_say_when_they_were_made() -> None:
+    rng = random.Random(9)
+    deployed = with_statements(reading({(1, COOK): calls(rng, 300, 0.5)}), None, 10)
+    now = with_statements(reading({(1, COOK): calls(rng, 330, 0.55)}), None, 9000)
+    (only,) = judge_queries(deployed, deployed, now, (), 10, LIMITS)
+    assert only.comparison.verdict is Verdict.NOT_JUDGED
+    assert "evicted 8,990 entries since the deploy" in only.comparison.reason
+
+
+def test_an_entry_made_after_the_deploy_counts_whole_where_the_server_says_so() -> None:
+    rng = random.Random(10)
+    deployed = with_statements(reading({(1, COOK): calls(rng, 300, 0.5)}), None, 10)
+    remade = reading({(1, COOK): calls(rng, 330, 0.5)})
+    entry = dataclasses.replace(remade.entries[0], since="2026-12-01T00:00:00+00:00")
+    now = with_statements(dataclasses.replace(remade, entries=(entry,)), None, 9000)
+    (only,) = judge_queries(deployed, deployed, now, (), 10, LIMITS)
+    assert only.period is not None and only.period.calls == 330
+    assert only.comparison.verdict is Verdict.OK
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "-- name: GetRecipes :many\nSELECT id FROM recipes WHERE user_id = $1",
+        "/* controller:recipes,action:index */ SELECT id FROM recipes",
+        "(SELECT id FROM recipes) UNION ALL (SELECT id FROM archived_recipes)",
+        "SELECT id FROM jobs WHERE pg_try_advisory_xact_lock(id) LIMIT $1",
+    ],
+)
+def test_the_applications_queries_in_any_dress_are_watched(text: str) -> None:
+    assert is_application_query(text) and not CATALOG.search(text)
+
+
+def test_the_gates_own_reads_of_production_are_not_the_applications() -> None:
+    assert not is_application_query('SELECT /* dbgate */ count(*) FROM "public"."busy"')
+    assert CATALOG.search("SELECT last_value, is_called FROM public.recipes_id_seq")
+
+
+def test_a_few_staging_runs_worth_of_rollbacks_are_not_a_worse_signal() -> None:
+    # Two staging runs on an 8-core runner: pg_dump's workers end 18 sessions with a rollback.
+    found = judge_signal(ROLLBACKS, db(7_640, rollbacks=3), db(1_661, rollbacks=18), LIMITS)
+    assert found.verdict is Verdict.OK
+    worse = judge_signal(ROLLBACKS, db(7_640, rollbacks=3), db(1_661, rollbacks=60), LIMITS)
+    assert worse.worse
+
+
+def test_no_events_on_either_side_says_nothing_rose() -> None:
+    found = judge_signal(DEADLOCKS, db(100_000), db(1_000), LIMITS)
+    assert found.verdict is Verdict.OK and "allowance" not in found.reason

@@ -235,6 +235,8 @@ def load(path: Path) -> GateRecord:
         raise RecordError.unreadable(path, "it is not UTF-8 JSON text") from None
     except ValueError as exc:
         raise RecordError.unreadable(path, f"it is not JSON: {exc}") from None
+    except RecursionError:
+        raise RecordError.unreadable(path, "it is nested too deep to be a record") from None
     try:
         if not isinstance(document, dict) or document.get("kind") != KIND:
             raise ValueError(f'it is not a {KIND} (no "kind": "{KIND}")')

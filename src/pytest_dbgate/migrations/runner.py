@@ -82,7 +82,7 @@ class Policy:
     release_early: frozenset[str] = frozenset()  # versions
     # Once a hold-back's period has passed: whether production's metrics let it go, and the
     # watch that said so or why not (None: the period alone releases it).
-    metrics: Callable[[], tuple[bool, str]] | None = None
+    metrics: Callable[[datetime], tuple[bool, str]] | None = None
     sleep: Callable[[float], None] = time.sleep
 
     def wait(self, attempt: int) -> float:
@@ -270,7 +270,7 @@ class Runner(Resuming):
                 if eligible <= self._now:
                     held = None
                     if self._policy.metrics is not None:
-                        allowed, said = self._policy.metrics()
+                        allowed, said = self._policy.metrics(eligible)
                         if allowed:
                             released_by = said
                         else:

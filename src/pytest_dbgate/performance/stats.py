@@ -29,11 +29,14 @@ MARKER = "/* dbgate */"
 SNAPSHOT_QUERY = f"""
 SELECT {MARKER} s.userid, s.queryid, s.query, s.calls, s.total_exec_time, s.mean_exec_time,
        s.stddev_exec_time, s.rows, s.shared_blks_hit, s.shared_blks_read
-FROM pg_stat_statements s
+FROM {{view}} s
 WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND s.toplevel AND s.queryid IS NOT NULL
 """
-DATA_QUERY = re.compile(r"^\s*(select|insert|update|delete|with|values|table|merge)\b")
+DATA_QUERY = re.compile(r"\s*(select|insert|update|delete|with|values|table|merge)\b")
+# What may come before a query's first word: comments (sqlc's "-- name: …", an ORM's
+# "/* controller:… */") and the parentheses of "(SELECT …) UNION …".
+LEADING = re.compile(r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/|\()*", re.S)
 PARAM = re.compile(r"\$(\d+)")
 
 
@@ -62,8 +65,9 @@ def short_text(text: str, width: int = 80) -> str:
 def is_application_query(text: str) -> bool:
     """A data query someone other than the gate ran (not the gate's own bookkeeping)."""
     lowered = text.lower()
+    start = LEADING.match(lowered)
     return (
-        bool(DATA_QUERY.match(lowered))
+        bool(DATA_QUERY.match(lowered, start.end() if start else 0))
         and MARKER not in text
         and "pg_stat_statements" not in lowered
     )
@@ -112,11 +116,14 @@ class Counter:
 Snapshot = dict[tuple[int, int], Counter]
 
 
-def read_counters(conn: Conn) -> Snapshot:
-    """The staging database's pg_stat_statements entries, by (user, query id)."""
+def read_counters(conn: Conn, schema: str | None = None) -> Snapshot:
+    """A database's pg_stat_statements entries, by (user, query id); ``schema``: where the
+    extension was created, when it is not on the search path."""
     counters: Snapshot = {}
+    view = sql.Identifier(schema, "pg_stat_statements") if schema else sql.SQL("pg_stat_statements")
+    query = sql.SQL(SNAPSHOT_QUERY).format(view=view)
     with conn.cursor(row_factory=class_row(_Entry)) as cur:
-        for e in cur.execute(SNAPSHOT_QUERY):
+        for e in cur.execute(query):
             counters[(e.userid, e.queryid)] = Counter(
                 text=e.query,
                 calls=e.calls,

@@ -316,6 +316,14 @@ class BaselineRecorded(Criterion[Deployment]):
             "staging_queries": found.staging_queries,
             "staging_queries_seen": found.staging_queries_seen,
         }
+        if found.hidden:
+            blind = (
+                f"{found.hidden:,} pg_stat_statements entries of other roles are hidden from the "
+                "deploy role, so the baseline lacks them and the watch cannot judge them: GRANT "
+                "pg_read_all_stats to the deploy role"
+            )
+            figures["summary"] = f"{figures['summary']}; {blind}"
+            warnings.warn(DbgateWarning(blind), stacklevel=1)
         if found.no_statements:
             figures["summary"] = (
                 f"deploy #{found.id} in {DEPLOYS_NAME}: database signals only; "

@@ -24,7 +24,7 @@ from pytest_dbgate.config.model import GateConfig, parse_period
 from pytest_dbgate.core.commands import CommandResult, run_command
 from pytest_dbgate.core.errors import Figure
 from pytest_dbgate.core.interruptions import Interruptions
-from pytest_dbgate.core.record import GateRecord, load
+from pytest_dbgate.core.record import GateRecord, load, now_utc
 from pytest_dbgate.core.results import Progress
 from pytest_dbgate.core.run import Database, Reporter, Run, StepFailed, migration_step
 from pytest_dbgate.migrations.history import layout_note
@@ -37,8 +37,8 @@ from pytest_dbgate.observe.relations import statement_relations
 from pytest_dbgate.pg.connections import Conn, Endpoint, connect
 from pytest_dbgate.pg.databases import server_identity
 from pytest_dbgate.pg.gatelock import client_tag, keep_gate_lock, take_gate_lock
-from pytest_dbgate.watch.deploys import DEPLOYS_NAME, latest_deploy, record_deploy
-from pytest_dbgate.watch.eligibility import Release, metrics_release
+from pytest_dbgate.watch.deploys import DEPLOYS_NAME, Deploy, latest_deploy, record_deploy
+from pytest_dbgate.watch.eligibility import metrics_release
 from pytest_dbgate.watch.reading import Reading, read
 
 if TYPE_CHECKING:
@@ -112,7 +112,7 @@ class Deployment(Run):
         # Production's counters just before applying (the baseline window's end), or why not.
         self.before_reading: Reading | None = None
         self.no_reading = ""
-        self._release: Release | None = None
+        self._latest: tuple[Deploy | None, str] | None = None
 
     def steps(self) -> dict[str, Callable[[], object]]:
         return {
@@ -262,28 +262,30 @@ class Deployment(Run):
         except psycopg.Error as exc:
             self.no_reading = self.target.redact(str(exc)).strip()
 
-    def _metrics(self) -> tuple[bool, str]:
-        """Whether the latest watch lets a held-back migration go (asked once per run, in a
-        session of its own: the migrating one may carry what a file set)."""
-        if self._release is None:
+    def _metrics(self, period_ends: datetime) -> tuple[bool, str]:
+        """Whether the latest watch lets a held-back migration go (the deploys read once per
+        run, in a session of its own: the migrating one may carry what a file set)."""
+        if self._latest is None:
             try:
-                latest = latest_deploy(self.target_connection("hold-back check"))
+                self._latest = (latest_deploy(self.target_connection("hold-back check")), "")
             except psycopg.Error as exc:
-                self._release = Release(
-                    False,
-                    f"could not read {DEPLOYS_NAME}: {self.target.redact(str(exc)).strip()}",
-                )
-            else:
-                database = self.production()
-                self._release = metrics_release(
-                    self.config.watch_record,
-                    self.shown(self.config.watch_record),
-                    self.config.signing_key,
-                    latest,
-                    database.identity.system_identifier,
-                    database.endpoint.dbname,
-                )
-        return self._release.allowed, self._release.reason
+                why = f"could not read {DEPLOYS_NAME}: {self.target.redact(str(exc)).strip()}"
+                self._latest = (None, why)
+        latest, unreadable = self._latest
+        if unreadable:
+            return False, unreadable
+        database = self.production()
+        release = metrics_release(
+            self.config.watch_record,
+            self.shown(self.config.watch_record),
+            self.config.signing_key,
+            latest,
+            database.identity.system_identifier,
+            database.endpoint.dbname,
+            period_ends,
+            now_utc(),
+        )
+        return release.allowed, release.reason
 
     def _record_deploy(self) -> RecordedDeploy | None:
         with contextlib.suppress(StepFailed):
@@ -329,6 +331,7 @@ class Deployment(Run):
             len(record.queries),
             sum(1 for q in record.queries if q.key in seen),
             before.no_statements,
+            before.statements.hidden if before.statements else 0,
         )
 
     def _finish(self) -> CommandResult | None:
@@ -358,6 +361,7 @@ class RecordedDeploy:
     staging_queries: int  # queries the staging gate measured
     staging_queries_seen: int  # … that production had run before the deploy
     no_statements: str  # why the baseline holds no queries; "" when it does
+    hidden: int  # entries of other roles the deploy role may not see
 
 
 # A transaction open this long will not end within the retry budget (with the defaults, six

@@ -28,7 +28,7 @@ from pytest_dbgate.migrations.parse import Migration
 from pytest_dbgate.migrations.runner import Runner, Watch
 from pytest_dbgate.migrations.tracking import applied_versions
 from pytest_dbgate.observe.locks import watching
-from pytest_dbgate.observe.relations import relations_in_sql
+from pytest_dbgate.observe.relations import relations_in_sql, touched_relations
 from pytest_dbgate.observe.timeline import LockReport
 from pytest_dbgate.performance.capture import Capture, Performance
 from pytest_dbgate.performance.compaction import Table, compact_grown, table_sizes
@@ -329,10 +329,37 @@ class Gate(StagingLint, RestorePoints, Refreshing, Run):
         if self.performance is not None:
             # Compare steady states: a backfill's dead rows are vacuumed on production soon
             # after a deploy; the after window should not measure them.
-            self.progress("VACUUM ANALYZE on staging before measuring the after phase")
-            self.staging_connection(purpose="vacuum").execute("VACUUM (ANALYZE)")
+            self._vacuum_touched()
             self.open_window("after")
         return result
+
+    def _vacuum_touched(self) -> None:
+        """VACUUM ANALYZE what the release touched (the cached snapshot was vacuumed and
+        analysed before it was kept, so the rest is steady already); everything, when the
+        project's own tool migrated and what it touched is not known."""
+        conn = self.staging_connection(purpose="vacuum")
+        if self.config.migrate_command is not None:
+            self.progress("VACUUM ANALYZE on staging before measuring the after phase")
+            conn.execute("VACUUM (ANALYZE)")
+            return
+        names = dict.fromkeys(r for m in self.migrations for r in touched_relations(m))
+        tables: list[sql.Composable] = []
+        for name in names:
+            row = conn.execute(
+                "SELECT n.nspname, c.relname FROM pg_class c"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE c.oid = to_regclass(%s) AND c.relkind IN ('r', 'p', 'm')",
+                (name,),
+            ).fetchone()
+            if row is not None:
+                tables.append(sql.Identifier(str(row[0]), str(row[1])))
+        if not tables:
+            return
+        self.progress(
+            f"VACUUM ANALYZE on the {len(tables)} table(s) the release touched, before "
+            "measuring the after phase"
+        )
+        conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.SQL(", ").join(tables)))
 
     def _capture_baseline(self) -> Capture:
         assert self.performance is not None

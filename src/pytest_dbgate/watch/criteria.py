@@ -17,9 +17,11 @@ from pytest_dbgate.core.run import StepFailed
 from pytest_dbgate.migrations.tracking import applied_versions
 from pytest_dbgate.performance.verdicts import Verdict
 from pytest_dbgate.watch.judge import SIGNALS, WatchedQuery
+from pytest_dbgate.watch.reading import Reading
 from pytest_dbgate.watch.record import WatchRecord
 from pytest_dbgate.watch.run import DEPLOY, PRODUCTION, VERDICTS, Verdicts, Watch
 
+NOTHING_JUDGED = "the watch judged no query"
 INDEX_HINT = (
     "  look at what changed on production since the deploy (EXPLAIN the query; an index "
     "dropped or not used, a table grown or bloated, a new trigger); the held-back migrations "
@@ -67,7 +69,27 @@ class DeployFound(Criterion[Watch]):
         }
         if verdicts.no_statements:
             figures["summary"] = f"{figures['summary']}; {verdicts.no_statements}"
+        blind = _hidden(deploy.before, "the deploy's baseline", "deploy role") + _hidden(
+            verdicts.now, "production's counters now", "watch's role"
+        )
+        if blind:
+            raise CriterionFailed(
+                "\n".join(blind)
+                + "\n  pg_stat_statements shows a role only its own queries unless it has "
+                "pg_read_all_stats: the queries of the application's role are not judged",
+                figures,
+            )
         return figures
+
+
+def _hidden(reading: Reading | None, what: str, role: str) -> list[str]:
+    hidden = reading.statements.hidden if reading and reading.statements else 0
+    if not hidden:
+        return []
+    return [
+        f"{what}: {hidden:,} pg_stat_statements entries belong to other roles and are hidden "
+        f"from the {role} (GRANT pg_read_all_stats TO it)"
+    ]
 
 
 @dataclass(frozen=True)
@@ -165,6 +187,7 @@ class WatchRecordWritten(Criterion[Watch]):
             for r in results.items.values()
             if r.stage != self.stage and r.outcome in ("failed", "error")
         ]
+        judged_any = any(q.comparison.verdict is not Verdict.NOT_JUDGED for q in verdicts.queries)
         database = gate.production()
         judged = [q for q in verdicts.queries if q.comparison.verdict is not Verdict.NOT_JUDGED]
         record = WatchRecord(
@@ -175,11 +198,13 @@ class WatchRecordWritten(Criterion[Watch]):
             system_identifier=database.identity.system_identifier,
             deploy_id=verdicts.deploy.id,
             deployed_at=verdicts.deploy.deployed_at.isoformat(timespec="seconds"),
-            passed=not failed,
+            # A watch that judged no query vouches for nothing: it releases no hold-back.
+            passed=not failed and judged_any,
             queries_judged=len(judged),
             queries_slower=sum(1 for q in judged if q.comparison.regressed),
             signals_worse=sum(1 for s in verdicts.signals if s.worse),
-            failures=tuple(_failure_line(r.nodeid, r.message) for r in failed[:20]),
+            failures=tuple(_failure_line(r.nodeid, r.message) for r in failed[:20])
+            + (() if judged_any else (NOTHING_JUDGED,)),
         ).signed(gate.config.signing_key)
         record.write(gate.config.watch_record)
         held = holdback_notes(gate, verdicts, record.passed)
@@ -194,6 +219,16 @@ class WatchRecordWritten(Criterion[Watch]):
         }
         if held:
             figures["holdbacks"] = " | ".join(held)
+        if not judged_any:
+            why = verdicts.no_statements or (
+                "no query ran often enough on both sides of the deploy (5 calls each)"
+            )
+            raise CriterionFailed(
+                f"{NOTHING_JUDGED}: {why}\n  a watch that judged nothing releases no hold-back; "
+                "run it again once production has served the release (or use "
+                "--dbgate-holdback-requires=time)",
+                figures,
+            )
         return figures
 
 

@@ -76,6 +76,7 @@ class Deploy:
     before: Reading | None  # None: pruned, or not readable
     after: Reading | None
     staging: tuple[RecordedQuery, ...]
+    damaged: bool = False  # a reading is there but is not one (edited by hand?)
 
     def describe(self) -> str:
         return f"deploy #{self.id} of {self.deployed_at:%Y-%m-%d %H:%M %Z}"
@@ -133,19 +134,25 @@ def latest_deploy(conn: Conn) -> Deploy | None:
         found = cur.execute(LATEST).fetchone()
     if found is None:
         return None
+    before, after = _reading(found.before_reading), _reading(found.after_reading)
     return Deploy(
         id=found.id,
         deployed_at=found.deployed_at,
         applied=tuple(found.applied),
-        before=_reading(found.before_reading),
-        after=_reading(found.after_reading),
+        before=before,
+        after=after,
         staging=_queries(found.staging_queries),
+        damaged=(before is None and found.before_reading is not None)
+        or (after is None and found.after_reading is not None),
     )
 
 
 def _reading(document: object) -> Reading | None:
     if isinstance(document, str):
-        document = json.loads(document)
+        try:
+            document = json.loads(document)
+        except (ValueError, RecursionError):
+            return None
     if not isinstance(document, dict):
         return None
     try:

@@ -10,6 +10,7 @@ it waits), on this database, after that deploy, and passed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from pytest_dbgate.watch.deploys import Deploy
@@ -26,6 +27,12 @@ class Release:
     reason: str
 
 
+# The watch that releases a hold-back must have looked at production near the end of the period
+# (or after it), not only on the morning after the deploy.
+RECENT = timedelta(days=1)
+CLOCK_SKEW = timedelta(minutes=5)
+
+
 def metrics_release(
     path: Path,
     shown: str,
@@ -33,6 +40,8 @@ def metrics_release(
     latest: Deploy | None,
     system_identifier: str | None,
     database: str,
+    period_ends: datetime,
+    now: datetime,
 ) -> Release:
     if latest is None:
         return Release(
@@ -64,7 +73,20 @@ def metrics_release(
             f"the latest watch ({watch.watched:%Y-%m-%d %H:%M %Z}) watched deploy "
             f"#{watch.deploy_id}, not the latest, {latest.describe()}: {WATCH_HINT} again",
         )
+    if watch.watched > now + CLOCK_SKEW:
+        return Release(False, f"the watch record {shown} says it was made in the future")
+    if watch.watched <= latest.deployed_at:
+        return Release(
+            False, f"the watch record {shown} is older than {latest.describe()}: {WATCH_HINT}"
+        )
     if not watch.passed:
         failures = "; ".join(watch.failures[:3]) or "see its report"
         return Release(False, f"{watch.summary()}: {failures}")
+    if watch.watched < period_ends - RECENT:
+        return Release(
+            False,
+            f"the latest watch ({watch.watched:%Y-%m-%d %H:%M %Z}) passed, but came more than a "
+            f"day before the hold-back's period ended ({period_ends:%Y-%m-%d %H:%M %Z}): "
+            f"{WATCH_HINT} again, now",
+        )
     return Release(True, watch.summary())

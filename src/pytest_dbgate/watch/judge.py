@@ -7,8 +7,8 @@ as the staging gate judges the project's own test queries (see
 ratio of mean times above the allowed regression, by more than the floor, and typical of its
 calls rather than a few slow ones. A signal (rollbacks, deadlocks, temporary files) is a count
 of events per transaction; it got worse when the lower bound of the ratio of rates is above the
-allowed regression *and* the period has at least :data:`MIN_EXCESS` more events than the
-baseline rate predicts: one deadlock more in a quiet week is news, not a verdict.
+allowed regression *and* the period has more events than the baseline rate predicts by the
+signal's own floor (:class:`Signal`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import dataclasses
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 from pytest_dbgate.core.record import RecordedQuery
 from pytest_dbgate.performance.confidence import Z_ONE_SIDED, Ratio
@@ -30,7 +31,6 @@ from pytest_dbgate.performance.verdicts import (
 )
 from pytest_dbgate.watch.reading import DatabaseCounters, Reading
 
-MIN_EXCESS = 3  # events beyond what the baseline rate predicts before a signal can fail
 METHOD = "production's own calls: the baseline window before the deploy, the period since"
 
 
@@ -71,18 +71,46 @@ def _merged(entries: Iterable[tuple[str, Counter]]) -> dict[str, Counter]:
     return merged
 
 
-def period_counters(after: Reading, now: Reading) -> dict[str, Counter]:
-    """What each query did since ``after`` (the deploy's second reading), by key."""
-    start = after.by_id()
-    return _merged(
-        (
-            e.key,
-            e.counter.minus(
-                start[(e.userid, e.queryid)].counter if (e.userid, e.queryid) in start else None
-            ),
-        )
-        for e in now.entries
-    )
+def period_counters(after: Reading, now: Reading) -> tuple[dict[str, Counter], dict[str, str]]:
+    """What each query did since ``after`` (the deploy's second reading), by key; and the keys
+    whose period cannot be told, with why.
+
+    Running totals subtract only while the entry lived through the period. After
+    ``pg_stat_statements_reset()`` every entry started again after the deploy: what it holds is
+    the period. An entry evicted and made again (``pg_stat_statements.max`` reached) holds only
+    what ran since it was made: PostgreSQL 17 says when that was; before 17 it cannot be told,
+    so while evictions happened no entry's period is trusted.
+    """
+    was, then = after.statements, now.statements
+    reset = was is not None and then is not None and was.reset != then.reset
+    evicted = not reset and was is not None and then is not None and then.dealloc > was.dealloc
+    start = {} if reset else after.by_id()
+    deployed = _time(after.taken_at)
+    uncertain: dict[str, str] = {}
+    pairs: list[tuple[str, Counter]] = []
+    for e in now.entries:
+        earlier = start.get((e.userid, e.queryid))
+        made = _time(e.since) if e.since else None
+        if made is not None and deployed is not None and made > deployed:
+            earlier = None  # made since the deploy: all it holds is the period's
+        elif evicted and made is None and was is not None and then is not None:
+            uncertain[e.key] = (
+                f"pg_stat_statements evicted {then.dealloc - was.dealloc:,} entries since the "
+                "deploy (pg_stat_statements.max is too small for every query), and this "
+                "server does not say which were made again: not judged; raise "
+                "pg_stat_statements.max"
+            )
+        pairs.append((e.key, e.counter.minus(earlier.counter if earlier else None)))
+    return _merged(pairs), uncertain
+
+
+def _time(iso: str | None) -> datetime | None:
+    if not iso:
+        return None
+    try:
+        return datetime.fromisoformat(iso)
+    except ValueError:
+        return None
 
 
 def baseline_counters(before: Reading) -> dict[str, Counter]:
@@ -110,7 +138,7 @@ def judge_queries(
     """Every query the staging gate measured, then production's ``top`` queries by execution
     time since the deploy, each judged once."""
     baseline = baseline_counters(before)
-    period = period_counters(after, now)
+    period, uncertain = period_counters(after, now)
     text_of = texts(now)
     chosen: dict[str, tuple[str, str, RecordedQuery | None]] = {}
     for query in staging:
@@ -131,6 +159,13 @@ def judge_queries(
         labels.add(label)
         text = text_of.get(key) or (recorded.text if recorded else key)
         was, since = _stats(baseline.get(key), text), _stats(period.get(key), text)
+        if key in uncertain:
+            reason = uncertain[key]
+            comparison = Comparison(
+                f"tests:{text}", text, "tests", text, None, None, Verdict.NOT_JUDGED, reason
+            )
+            watched.append(WatchedQuery(key, label, why, recorded, comparison, was, since))
+            continue
         comparison = judge_tests(
             text,
             was,
@@ -160,13 +195,20 @@ class Signal:
 
     name: str
     what: str  # "rolled-back transactions"
+    # Events beyond what the baseline rate predicts before it can fail, and as a share of the
+    # period's transactions: one deadlock more in a quiet week is news, not a verdict.
+    min_excess: int = 3
+    min_share: float = 0.0
 
     def count(self, counters: DatabaseCounters) -> int:
         return int(getattr(counters, self.name))
 
 
 SIGNALS = (
-    Signal("xact_rollback", "rolled-back transactions"),
+    # Rollbacks come from more than errors: each staging run's parallel pg_dump of production
+    # ends its sessions with one (a job per core, up to 9 a run), and so do many drivers'
+    # read-only transactions. So they count only when they rise by 1 % of all transactions.
+    Signal("xact_rollback", "rolled-back transactions", min_excess=20, min_share=0.01),
     Signal("deadlocks", "deadlocks"),
     Signal("temp_files", "temporary files (queries spilling to disk)"),
 )
@@ -230,7 +272,8 @@ def judge_signal(
         f"{k1:,} in {e1:,} before ({_per(k2, e2)} vs {_per(k1, e1)})"
     )
     beyond = ratio.lower > 1 + limits.max_regression
-    excess = k2 - expected >= MIN_EXCESS
+    needed = max(signal.min_excess, signal.min_share * e2)
+    excess = k2 - expected >= needed
     if beyond and excess:
         return SignalVerdict(
             signal,
@@ -241,9 +284,11 @@ def judge_signal(
             ratio,
         )
     note = ""
-    if beyond:
+    if k2 <= expected:
+        note = ""  # no more than the baseline rate predicts
+    elif beyond:
         note = (
-            f": {k2 - expected:.1f} more than the baseline rate predicts, {MIN_EXCESS} needed "
+            f": {k2 - expected:.1f} more than the baseline rate predicts, {needed:,.0f} needed "
             "to count"
         )
     elif ratio.estimate > 1 + limits.max_regression:

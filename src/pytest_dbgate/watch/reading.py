@@ -12,10 +12,11 @@ them with literal constants where the application sends parameters.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import class_row
 
 from pytest_dbgate.performance.stats import (
@@ -30,8 +31,18 @@ from pytest_dbgate.pg.connections import Conn
 # The gate's own checks on production (its tracking tables, the catalog reads of the schema
 # checks) and monitoring tools' catalog reads are not the application's queries.
 CATALOG = re.compile(
-    r"(\bdbgate\.|\"dbgate\"\.|\bpg_[a-z_]+\b|\binformation_schema\.|\bto_regclass\()", re.I
+    r"\bdbgate\.|\"dbgate\"\.|\binformation_schema\.|\bto_regclass\("
+    # a read of the system catalogs or statistics views (a function like pg_try_advisory_lock
+    # is the application's own business)
+    r"|\b(?:from|join)\s+(?:pg_catalog\.)?\"?pg_[a-z_]+"
+    # pg_dump reading each sequence, when staging dumps production
+    r"|^\s*select\s+last_value\s*,\s*is_called\s+from\b",
+    re.I,
 )
+EXTENSION_SCHEMA = """
+SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+WHERE e.extname = 'pg_stat_statements'
+"""
 
 DATABASE_QUERY = """
 SELECT /* dbgate */ xact_commit, xact_rollback, deadlocks, temp_files, temp_bytes,
@@ -77,6 +88,16 @@ class Entry:
     queryid: int
     key: str
     counter: Counter
+    since: str | None = None  # when the entry was made (PostgreSQL 17 and later), ISO
+
+
+@dataclass(frozen=True)
+class Statements:
+    """What pg_stat_statements says of itself (PostgreSQL 14 and later)."""
+
+    reset: str | None  # when all its counters last started from zero
+    dealloc: int  # entries evicted since then (pg_stat_statements.max was reached)
+    hidden: int  # entries of other roles whose text and id this role may not see
 
 
 @dataclass(frozen=True)
@@ -88,6 +109,7 @@ class Reading:
     entries: tuple[Entry, ...]
     # Why there are no entries, when there are none to read: pg_stat_statements missing.
     no_statements: str = ""
+    statements: Statements | None = None
 
     def by_id(self) -> dict[tuple[int, int], Entry]:
         return {(e.userid, e.queryid): e for e in self.entries}
@@ -111,6 +133,7 @@ class Reading:
                 d.stats_reset,
             ],
             "no_statements": self.no_statements,
+            "statements": list(asdict(self.statements).values()) if self.statements else None,
             # Compact rows, not objects: a busy server has thousands of entries. Texts stay
             # in pg_stat_statements; the watch reads them from there.
             "entries": [
@@ -151,8 +174,18 @@ class Reading:
                 )
                 for r in rows
             )
+            info = document.get("statements")
+            statements = (
+                Statements(None if info[0] is None else str(info[0]), int(info[1]), int(info[2]))
+                if isinstance(info, list)
+                else None
+            )
             return cls(
-                str(document["taken_at"]), database, entries, str(document.get("no_statements", ""))
+                str(document["taken_at"]),
+                database,
+                entries,
+                str(document.get("no_statements", "")),
+                statements,
             )
         except (KeyError, IndexError, TypeError, ValueError, AssertionError) as exc:
             raise ValueError(f"not a reading of production's counters ({exc})") from None
@@ -165,19 +198,61 @@ def read(conn: Conn) -> Reading:
     row = conn.execute(f"SELECT {MARKER} now()").fetchone()
     taken_at = row[0].isoformat(timespec="seconds") if row and isinstance(row[0], datetime) else ""
     assert database is not None, "pg_stat_database has a row for every database"
+    found = conn.execute(EXTENSION_SCHEMA).fetchone()
+    if found is None:
+        return Reading(taken_at, database, (), NO_EXTENSION)
+    schema = str(found[0])
     try:
         with conn.transaction():
-            counters = read_counters(conn)
-    except psycopg.errors.UndefinedTable:
-        return Reading(taken_at, database, (), NO_EXTENSION)
+            counters = read_counters(conn, schema)
+            statements = _statements(conn, schema)
+            since = _since(conn, schema)
     except psycopg.errors.ObjectNotInPrerequisiteState:
         return Reading(taken_at, database, (), NOT_LOADED)
     entries = tuple(
-        Entry(userid, queryid, query_key(counter.text), counter)
+        Entry(userid, queryid, query_key(counter.text), counter, since.get((userid, queryid)))
         for (userid, queryid), counter in counters.items()
         if is_application_query(counter.text) and not CATALOG.search(counter.text)
     )
-    return Reading(taken_at, database, entries)
+    return Reading(taken_at, database, entries, statements=statements)
+
+
+def _statements(conn: Conn, schema: str) -> Statements | None:
+    view = sql.Identifier(schema, "pg_stat_statements")
+    hidden_row = conn.execute(
+        sql.SQL(
+            "SELECT /* dbgate */ count(*) FROM {} WHERE queryid IS NULL AND dbid ="
+            " (SELECT oid FROM pg_database WHERE datname = current_database())"
+        ).format(view)
+    ).fetchone()
+    hidden = int(str(hidden_row[0])) if hidden_row else 0
+    if conn.info.server_version < 140000:
+        return Statements(None, 0, hidden)
+    row = conn.execute(
+        sql.SQL("SELECT /* dbgate */ stats_reset, dealloc FROM {}").format(
+            sql.Identifier(schema, "pg_stat_statements_info")
+        )
+    ).fetchone()
+    if row is None:
+        return Statements(None, 0, hidden)
+    reset = row[0].isoformat() if isinstance(row[0], datetime) else None
+    return Statements(reset, int(str(row[1])), hidden)
+
+
+def _since(conn: Conn, schema: str) -> dict[tuple[int, int], str]:
+    """When each entry was made, where PostgreSQL keeps it (17 and later)."""
+    if conn.info.server_version < 170000:
+        return {}
+    rows = conn.execute(
+        sql.SQL(
+            "SELECT /* dbgate */ userid, queryid, stats_since FROM {} WHERE toplevel"
+            " AND queryid IS NOT NULL AND dbid ="
+            " (SELECT oid FROM pg_database WHERE datname = current_database())"
+        ).format(sql.Identifier(schema, "pg_stat_statements"))
+    ).fetchall()
+    return {
+        (int(str(u)), int(str(q))): s.isoformat() for u, q, s in rows if isinstance(s, datetime)
+    }
 
 
 NO_EXTENSION = (

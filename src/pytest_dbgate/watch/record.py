@@ -84,6 +84,8 @@ def load_watch(path: Path) -> WatchRecord:
         document = json.loads(path.read_bytes().decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise ValueError(f"the watch record {path} is not JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError(f"the watch record {path} is nested too deep to be one") from None
     if not isinstance(document, dict) or document.get("kind") != KIND:
         raise ValueError(f"{path} is not a {KIND}")
     if document.get("format") != FORMAT:
@@ -93,7 +95,8 @@ def load_watch(path: Path) -> WatchRecord:
     try:
         found = typed(WatchRecord, body, "the watch record")
         assert isinstance(found, WatchRecord)
-        found.watched  # noqa: B018 - a time it cannot read is a bad record
+        if found.watched.tzinfo is None:
+            raise ValueError("watched_at has no time zone")
     except ValueError as exc:
         raise ValueError(f"{path} is not a readable watch record: {exc}") from None
     return replace(found, signature=signature if isinstance(signature, str) else None)

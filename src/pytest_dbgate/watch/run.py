@@ -123,6 +123,12 @@ class Watch(Run):
                 "  run `pytest --dbgate=production` first; a deploy that applies at least one "
                 "migration records its baseline",
             )
+        if deploy.damaged:
+            raise StepFailed(
+                DEPLOY,
+                f"{deploy.describe()}: its baseline in {DEPLOYS_NAME} is damaged (not a reading "
+                "of production's counters: edited by hand?)\n  the next deploy records one",
+            )
         if deploy.before is None or deploy.after is None:
             raise StepFailed(
                 DEPLOY,
