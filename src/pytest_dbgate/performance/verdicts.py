@@ -138,12 +138,16 @@ class Comparison:
                 lines.append(f"JIT compilation: {_was(was)}{after.jit_ms:.3f} ms per run")
         return lines[:6]
 
-    def figures(self) -> dict[str, str | int | float]:
+    def figures(
+        self, sides: tuple[str, str] = ("before", "after"), count: str = "runs"
+    ) -> dict[str, str | int | float]:
+        """The figures in JUnit; ``sides`` and ``count`` name the two windows and what was
+        counted in them (the watch: ``baseline``/``period``, ``calls``)."""
         out: dict[str, str | int | float] = {"query": " ".join(self.sql.split())[:300]}
-        for name, side in (("before", self.before), ("after", self.after)):
+        for name, side in zip(sides, (self.before, self.after), strict=True):
             if side is not None:
                 out[f"{name}_ms"] = round(side.ms, 4)
-                out[f"{name}_runs"] = side.runs
+                out[f"{name}_{count}"] = side.runs
                 if side.blocks is not None:
                     out[f"{name}_blocks_per_call"] = round(side.blocks, 2)
         if self.ratio is not None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, ClassVar
 
+import psycopg
 import pytest
 
 from pytest_dbgate import __version__
@@ -14,8 +15,10 @@ from pytest_dbgate.core.criterion import Criterion, Figures
 from pytest_dbgate.core.errors import CriterionFailed
 from pytest_dbgate.core.record import format_period
 from pytest_dbgate.core.run import StepFailed
-from pytest_dbgate.migrations.tracking import applied_versions
+from pytest_dbgate.migrations.layouts import version_key
+from pytest_dbgate.migrations.tracking import Tracking, applied_versions
 from pytest_dbgate.performance.verdicts import Verdict
+from pytest_dbgate.watch.eligibility import CLOCK_SKEW
 from pytest_dbgate.watch.judge import SIGNALS, WatchedQuery
 from pytest_dbgate.watch.reading import Reading
 from pytest_dbgate.watch.record import WatchRecord
@@ -55,6 +58,12 @@ class DeployFound(Criterion[Watch]):
         assert deploy.before is not None
         period = verdicts.now.taken - deploy.deployed_at
         reset = deploy.before.database.stats_reset
+        if period < -CLOCK_SKEW:
+            raise CriterionFailed(
+                f"{deploy.describe()} is dated {format_period(-period)} after production's "
+                f"clock now ({verdicts.now.taken:%Y-%m-%d %H:%M %Z}): the deploy record or the "
+                "server's clock is wrong; a watch cannot judge a period that has not begun",
+            )
         figures: Figures = {
             "summary": f"{deploy.describe()} ({len(deploy.applied)} migrations), "
             f"{format_period(max(period, timedelta()))} ago; {len(verdicts.now.entries):,} "
@@ -140,19 +149,11 @@ class QueryFlat(Criterion[Watch]):
 def query_figures(found: WatchedQuery) -> Figures:
     """The query's figures in JUnit: both windows, staging's prediction, the verdict."""
     c = found.comparison
-    figures: Figures = {"query": " ".join(c.sql.split())[:300], "why_watched": found.why}
-    for side, summary in (("baseline", c.before), ("period", c.after)):
-        if summary is not None:
-            figures[f"{side}_ms"] = round(summary.ms, 4)
-            figures[f"{side}_calls"] = summary.runs
-            if summary.blocks is not None:
-                figures[f"{side}_blocks_per_call"] = round(summary.blocks, 2)
+    figures: Figures = dict(c.figures(("baseline", "period"), "calls"))
+    figures["why_watched"] = found.why
     for side, stats in (("baseline", found.baseline), ("period", found.period)):
         if stats is not None:
             figures[f"{side}_rows_per_call"] = round(stats.rows_per_call, 2)
-    if c.ratio is not None:
-        figures["ratio"] = round(c.ratio.estimate, 4)
-        figures["ratio_lower_bound"] = round(c.ratio.lower, 4)
     if found.staging is not None:
         figures["staging_before_ms"] = found.staging.before_ms
         figures["staging_after_ms"] = found.staging.after_ms
@@ -160,7 +161,6 @@ def query_figures(found: WatchedQuery) -> Figures:
             figures["staging_change"] = found.staging.change
     if c.change is not None:
         figures["production_change"] = round(c.change, 4)
-    figures["verdict"] = c.verdict.value
     prediction = found.prediction()
     figures["summary"] = f"{prediction}: {c.reason}" if prediction else c.reason
     return figures
@@ -220,8 +220,9 @@ class WatchRecordWritten(Criterion[Watch]):
         if held:
             figures["holdbacks"] = " | ".join(held)
         if not judged_any:
+            skipped = next((f"{q.label}: {q.comparison.reason}" for q in verdicts.queries), "")
             why = verdicts.no_statements or (
-                "no query ran often enough on both sides of the deploy (5 calls each)"
+                f"none could be, e.g. {skipped}" if skipped else "production ran no query"
             )
             raise CriterionFailed(
                 f"{NOTHING_JUDGED}: {why}\n  a watch that judged nothing releases no hold-back; "
@@ -241,16 +242,25 @@ def holdback_notes(gate: Watch, verdicts: Verdicts, passed: bool) -> list[str]:
     """When each held-back migration production has not applied may go out."""
     if not gate.hold_backs:
         return []
+    conn = gate.production().conn
     try:
-        applied = applied_versions(gate.production().conn, gate.migrations)
-    except StepFailed:
+        applied = applied_versions(conn, gate.migrations)
+        recorded = Tracking(conn).migrations()
+    except (StepFailed, psycopg.Error):
         return []
     notes = []
     for migration in gate.migrations:
         period = gate.hold_backs.get(migration.version)
         if period is None or migration.version in applied:
             continue
-        eligible = verdicts.deploy.deployed_at + period
+        # As production counts it: from when the migrations before it were applied there.
+        key = version_key(migration.version)
+        earlier = [
+            row.applied_at
+            for version, row in recorded.items()
+            if row.success and version_key(version) < key
+        ]
+        eligible = (max(earlier) if earlier else verdicts.deploy.deployed_at) + period
         when = f"{eligible:%Y-%m-%d %H:%M %Z}"
         notes.append(
             f"{migration.id}: eligible from {when}, this watch passing"

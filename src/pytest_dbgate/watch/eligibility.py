@@ -75,7 +75,7 @@ def metrics_release(
         )
     if watch.watched > now + CLOCK_SKEW:
         return Release(False, f"the watch record {shown} says it was made in the future")
-    if watch.watched <= latest.deployed_at:
+    if watch.watched < latest.deployed_at.replace(microsecond=0):  # kept to the second
         return Release(
             False, f"the watch record {shown} is older than {latest.describe()}: {WATCH_HINT}"
         )

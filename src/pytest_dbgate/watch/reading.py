@@ -39,6 +39,26 @@ CATALOG = re.compile(
     r"|^\s*select\s+last_value\s*,\s*is_called\s+from\b",
     re.I,
 )
+# A query that reads no table and calls only PostgreSQL's own functions is a session's
+# housekeeping (a driver's set_config, pg_dump's pg_export_snapshot, a health check's now()), not
+# the application's work: there is no release of it to slow down.
+NO_TABLE = re.compile(r"\b(?:from|into|update|join|table)\b", re.I)
+CALLED = re.compile(r"([a-z_][a-z0-9_$]*)\s*\(", re.I)
+BUILTINS = """
+SELECT /* dbgate */ DISTINCT proname FROM pg_proc WHERE pronamespace = 'pg_catalog'::regnamespace
+"""
+# Words followed by a parenthesis that are SQL, not function calls.
+SQL_WORDS = frozenset({"select", "values", "in", "and", "or", "not", "exists", "any", "all"})
+
+
+def housekeeping(text: str, builtins: frozenset[str]) -> bool:
+    """Whether a query only calls PostgreSQL's functions and reads no table."""
+    if NO_TABLE.search(text):
+        return False
+    called = {name.lower() for name in CALLED.findall(text)} - SQL_WORDS
+    return called <= builtins
+
+
 EXTENSION_SCHEMA = """
 SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
 WHERE e.extname = 'pg_stat_statements'
@@ -209,10 +229,13 @@ def read(conn: Conn) -> Reading:
             since = _since(conn, schema)
     except psycopg.errors.ObjectNotInPrerequisiteState:
         return Reading(taken_at, database, (), NOT_LOADED)
+    builtins = frozenset(str(r[0]) for r in conn.execute(BUILTINS).fetchall())
     entries = tuple(
         Entry(userid, queryid, query_key(counter.text), counter, since.get((userid, queryid)))
         for (userid, queryid), counter in counters.items()
-        if is_application_query(counter.text) and not CATALOG.search(counter.text)
+        if is_application_query(counter.text)
+        and not CATALOG.search(counter.text)
+        and not housekeeping(counter.text, builtins)
     )
     return Reading(taken_at, database, entries, statements=statements)
 
