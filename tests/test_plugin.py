@@ -259,7 +259,8 @@ def test_readme_starts_with_the_two_commands() -> None:
     head = (REPO / "README.md").read_text().splitlines()[:15]
     text = "\n".join(head)
     assert "bash setup.sh && pytest --dbgate=staging" in text
-    assert "pytest tests" in text
+    assert "pytest tests -n auto" in text
+    assert "pytest tests -n auto" in (REPO / ".ci" / "run").read_text()
     setup = (REPO / "setup.sh").read_text()
     assert "apt-get install -y -q postgresql postgresql-contrib" in setup
     assert "pip install -q -e '.[test]'" in setup
