@@ -45,7 +45,7 @@ from pytest_dbgate.refresh.dumpfile import DumpFile, checksum
 from pytest_dbgate.refresh.restore import Snapshot
 from pytest_dbgate.refresh.steps import Refreshing
 from pytest_dbgate.staging.lint_context import StagingLint
-from pytest_dbgate.staging.points import Point
+from pytest_dbgate.staging.points import Found
 from pytest_dbgate.staging.resume import CachedLocks, RestorePoints
 
 if TYPE_CHECKING:
@@ -99,7 +99,10 @@ class Gate(StagingLint, RestorePoints, Refreshing, Run):
         self.no_reference = ""
         self.sessions: list[Conn] = []
         self.cached_locks: dict[str, CachedLocks] = {}
-        self.points_made: dict[str, tuple[str, Point]] = {}
+        self.found: dict[int, Found] = {}
+        self.points_made: dict[int, str] = {}
+        self.last_point = 0.0
+        self.point_cost = 0.0
         self.no_points = ""
         self.points_said = False
         self.run_started = ""

@@ -57,11 +57,9 @@ def base_key(parts: dict[str, object]) -> str:
 
 
 @dataclass
-class Point:
-    """One restore point: the key it was made for and what the migration's items found."""
+class Found:
+    """What one migration's items found, kept for a run that starts after it."""
 
-    index: int
-    key: str
     run: str  # when the run that applied the migration started (ISO, UTC)
     migration: str  # its id, for the reader
     outcome: dict[str, object]
@@ -69,6 +67,16 @@ class Point:
     report: dict[str, object] | None = None
     decided: bool = False  # the report is what the locks item decided by (after re-measuring)
     measurements: str = ""  # the locks item's note on its measurements
+
+
+@dataclass
+class Point:
+    """One restore point: the key it was made for and what the items of every migration up to
+    it found (a point may be skipped where the copy costs far more than re-applying)."""
+
+    index: int
+    key: str
+    found: list[Found]
 
     def comment(self) -> str:
         return PREFIX + json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
@@ -79,9 +87,11 @@ class Point:
             return None
         try:
             data = json.loads(comment[len(PREFIX) :])
-            return cls(**data)
-        except (ValueError, TypeError):
+            found = [Found(**f) for f in data.pop("found")]
+            point = cls(**data, found=found)
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
             return None
+        return point if len(point.found) == point.index else None
 
 
 def read_points(conn: Conn, dbname: str) -> dict[int, tuple[str, Point]]:
@@ -99,15 +109,13 @@ def read_points(conn: Conn, dbname: str) -> dict[int, tuple[str, Point]]:
     return found
 
 
-def usable_prefix(points: dict[int, tuple[str, Point]], keys: Sequence[str]) -> int:
-    """How many migrations, from the first, have a point made for exactly this key chain."""
-    count = 0
-    for index, key in enumerate(keys, start=1):
-        kept = points.get(index)
-        if kept is None or kept[1].key != key:
-            break
-        count = index
-    return count
+def usable_point(points: dict[int, tuple[str, Point]], keys: Sequence[str]) -> int:
+    """The point after the last unchanged migration: the highest one made for exactly this key
+    chain (its key covers every migration up to it); 0 when there is none."""
+    return max(
+        (i for i, (_, p) in points.items() if i <= len(keys) and p.key == keys[i - 1]),
+        default=0,
+    )
 
 
 def comment_on(conn: Conn, name: str, point: Point) -> None:
@@ -143,7 +151,7 @@ def outcome_document(outcome: Outcome) -> dict[str, object]:
     }
 
 
-def cached_outcome(migration: Migration, point: Point) -> Outcome:
+def cached_outcome(migration: Migration, point: Found) -> Outcome:
     """The outcome a point recorded, as this run's, marked with the run it came from."""
     data = point.outcome
     notes = data.get("notes", [])

@@ -20,6 +20,7 @@ from pytest_dbgate.observe.timeline import LockReport
 from pytest_dbgate.pg.databases import create_gate_database, drop_gate_database
 from pytest_dbgate.refresh.cache import cache_name
 from pytest_dbgate.staging.points import (
+    Found,
     Point,
     base_key,
     cached_outcome,
@@ -31,7 +32,7 @@ from pytest_dbgate.staging.points import (
     report_document,
     report_from,
     total_bytes,
-    usable_prefix,
+    usable_point,
 )
 
 if TYPE_CHECKING:
@@ -45,6 +46,11 @@ if TYPE_CHECKING:
 
 # How long the sessions the gate closed may take to leave the server before a copy is made.
 SETTLE_S = 5.0
+# A point is skipped only when copying the database would take more than this many times what
+# applying (under the watch) the migrations since the last point took: a re-run then applies
+# them again, which is cheaper. A point that costs a few times a quick migration still saves the
+# re-run its watch, its traffic and its verdicts.
+WORTH = 10
 
 
 @dataclass(frozen=True)
@@ -70,7 +76,11 @@ class RestorePoints:
     # Every session the gate opened on the staging database: closed before a copy is made.
     sessions: list[Conn]
     cached_locks: dict[str, CachedLocks]
-    points_made: dict[str, tuple[str, Point]]
+    # What each migration's items found, by position (1-based), as the points keep it.
+    found: dict[int, Found]
+    points_made: dict[int, str]  # the points this run made, by position: their databases
+    last_point: float  # when the last point was made (or migrating began), time.monotonic()
+    point_cost: float  # what the last copy took, seconds
     no_points: str  # why this run keeps no points; "" when it does
     points_said: bool
     run_started: str
@@ -136,10 +146,11 @@ class RestorePoints:
         where = staging.endpoint.display()
         points = read_points(staging.conn, dbname)
         keys = self.point_keys()
-        usable = usable_prefix(points, keys)
+        usable = usable_point(points, keys)
         for index, (name, _) in points.items():
             if index > usable:
                 drop_gate_database(staging.conn, name, where)
+        self.last_point = time.monotonic()
         if usable == 0:
             return []
         why = self.quiesce()
@@ -147,19 +158,26 @@ class RestorePoints:
             self.progress(f"not resuming from the restore points: {why}")
             return []
         create_gate_database(
-            staging.conn, dbname, where, "UTF8", template=point_name(dbname, usable)
+            staging.conn,
+            dbname,
+            where,
+            "UTF8",
+            template=point_name(dbname, usable),
+            file_copy=staging.embedded,
         )
+        self.last_point = time.monotonic()
         outcomes = []
-        for index in range(1, usable + 1):
-            migration, point = self.migrations[index - 1], points[index][1]
-            outcomes.append(cached_outcome(migration, point))
-            self.sizes_before[migration.version] = dict(point.sizes)
-            report = report_from(point.report, migration) if point.report else None
+        for index, found in enumerate(points[usable][1].found, start=1):
+            migration = self.migrations[index - 1]
+            self.found[index] = found
+            outcomes.append(cached_outcome(migration, found))
+            self.sizes_before[migration.version] = dict(found.sizes)
+            report = report_from(found.report, migration) if found.report else None
             if report is not None:
                 self.lock_reports[migration.id] = report
-                if point.decided:
-                    self.cached_locks[migration.id] = CachedLocks(point.run, point.measurements)
-        last = points[usable][1]
+                if found.decided:
+                    self.cached_locks[migration.id] = CachedLocks(found.run, found.measurements)
+        last = points[usable][1].found[-1]
         nxt = (
             f"applying from {self.migrations[usable].id}"
             if usable < len(self.migrations)
@@ -174,53 +192,71 @@ class RestorePoints:
     # -- keeping ----------------------------------------------------------------------------
 
     def checkpoint(self, migration: Migration, outcome: Outcome) -> Conn:
-        """After a migration applied: copy the database into its point; a new migrating
-        session."""
+        """After a migration applied: note what it found, and keep a point unless the copy
+        would cost far more than applying again since the last one; a new migrating session."""
         if self.points_kept():
-            self._keep_point(migration, outcome)
+            index = self.migrations.index(migration) + 1
+            report = self.lock_reports.get(migration.id)
+            self.found[index] = Found(
+                run=self.run_started,
+                migration=migration.id,
+                outcome=outcome_document(outcome),
+                sizes=dict(self.sizes_before.get(migration.version, {})),
+                report=report_document(report) if report is not None else None,
+            )
+            since = time.monotonic() - self.last_point
+            if since * WORTH >= self.point_cost or index == len(self.migrations):
+                self._keep_point(index)
         return self.staging_connection(purpose="migrate")
 
-    def _keep_point(self, migration: Migration, outcome: Outcome) -> None:
+    def _keep_point(self, index: int) -> None:
         staging = self.staging_server()
         dbname = self.snapshot().staging.dbname
-        index = self.migrations.index(migration) + 1
         name = point_name(dbname, index)
-        report = self.lock_reports.get(migration.id)
         point = Point(
-            index=index,
-            key=self.point_keys()[index - 1],
-            run=self.run_started,
-            migration=migration.id,
-            outcome=outcome_document(outcome),
-            sizes=dict(self.sizes_before.get(migration.version, {})),
-            report=report_document(report) if report is not None else None,
+            index, self.point_keys()[index - 1], [self.found[i] for i in range(1, index + 1)]
         )
+        started = time.monotonic()
         why = self.quiesce()
         if not why:
             try:
                 create_gate_database(
-                    staging.conn, name, staging.endpoint.display(), "UTF8", template=dbname
+                    staging.conn,
+                    name,
+                    staging.endpoint.display(),
+                    "UTF8",
+                    template=dbname,
+                    file_copy=staging.embedded,
                 )
                 comment_on(staging.conn, name, point)
             except psycopg.Error as exc:
                 why = str(exc).strip().splitlines()[0]
         if why:
             self.no_points = why
-            self.progress(f"no restore point after {migration.id}, nor after the rest: {why}")
+            self.progress(
+                f"no restore point after {point.found[-1].migration}, nor after the rest: {why}"
+            )
             return
-        self.points_made[migration.id] = (name, point)
+        self.last_point = time.monotonic()
+        self.point_cost = self.last_point - started
+        self.points_made[index] = name
 
     def locks_decided(self, migration: Migration, report: LockReport, measurements: str) -> None:
-        """The locks item's decision goes into the migration's point, for a run that resumes."""
-        made = self.points_made.get(migration.id)
-        if made is None:
+        """The locks item's decision goes into the points that hold the migration, for a run
+        that resumes."""
+        index = self.migrations.index(migration) + 1
+        found = self.found.get(index)
+        if found is None:
             return
-        name, point = made
-        point.report = report_document(report)
-        point.decided = True
-        point.measurements = measurements
-        with contextlib.suppress(psycopg.Error):
-            comment_on(self.staging_server().conn, name, point)
+        found.report = report_document(report)
+        found.decided = True
+        found.measurements = measurements
+        keys = self.point_keys()
+        for at, name in self.points_made.items():
+            if at >= index:
+                point = Point(at, keys[at - 1], [self.found[i] for i in range(1, at + 1)])
+                with contextlib.suppress(psycopg.Error):
+                    comment_on(self.staging_server().conn, name, point)
 
     def say_points(self) -> None:
         """How many points the next run may start from, and their size on disk."""
