@@ -20,7 +20,7 @@ class ConfigError(DbgateError):
     """The gate's configuration or input files are wrong; nothing has been touched yet."""
 
     @classmethod
-    def no_production_target(cls, mode: str = "production") -> ConfigError:
+    def no_production_target(cls, mode: str) -> ConfigError:
         return cls(
             "--dbgate=production has no database to deploy to"
             if mode == "production"

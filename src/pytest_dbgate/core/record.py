@@ -27,6 +27,9 @@ from pytest_dbgate.migrations.parse import Migration
 # 2: each migration records how it was read and run (layout, transaction mode, the digest of
 # every statement, where staging started), so production runs exactly what staging ran.
 FORMAT = 2
+# Clocks of two CI runners, or of a runner and a server, may disagree a little; a record or a
+# watch from further in the future is wrong.
+CLOCK_SKEW = timedelta(minutes=5)
 KIND = "pytest-dbgate gate record"
 ALGORITHM = "hmac-sha256"
 
@@ -104,10 +107,7 @@ class GateRecord:
         document = self.body()
         if self.signature is not None:
             document["signature"] = {"algorithm": ALGORITHM, "value": self.signature}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
-        partial.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
-        partial.replace(path)  # never a half-written record
+        write_json(path, document)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -223,6 +223,26 @@ def mac(body: dict[str, object], key: str) -> str:
     return hmac.new(key.encode(), canonical, hashlib.sha256).hexdigest()
 
 
+def write_json(path: Path, document: dict[str, object]) -> None:
+    """Write a record whole or not at all: a reader never meets half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    partial.replace(path)
+
+
+def read_json(path: Path) -> object:
+    """A record file's JSON; ``ValueError`` saying why it is not JSON a record can be."""
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError("it is not UTF-8 JSON text") from None
+    except RecursionError:
+        raise ValueError("it is nested too deep to be a record") from None
+    except ValueError as exc:
+        raise ValueError(f"it is not JSON: {exc}") from None
+
+
 def load(path: Path) -> GateRecord:
     """Read a record; :class:`RecordError` when it is missing, unreadable or not a passing one."""
     if path.is_dir():
@@ -230,13 +250,9 @@ def load(path: Path) -> GateRecord:
     if not path.is_file():
         raise RecordError.missing(path)
     try:
-        document = json.loads(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError:
-        raise RecordError.unreadable(path, "it is not UTF-8 JSON text") from None
+        document = read_json(path)
     except ValueError as exc:
-        raise RecordError.unreadable(path, f"it is not JSON: {exc}") from None
-    except RecursionError:
-        raise RecordError.unreadable(path, "it is nested too deep to be a record") from None
+        raise RecordError.unreadable(path, str(exc)) from None
     try:
         if not isinstance(document, dict) or document.get("kind") != KIND:
             raise ValueError(f'it is not a {KIND} (no "kind": "{KIND}")')

@@ -237,6 +237,30 @@ class Run:
         self.selected = selected
 
 
+class OnProduction(Run):
+    """A run against the production database itself: a deploy, a watch."""
+
+    def __init__(
+        self,
+        config: GateConfig,
+        migrations: list[Migration],
+        progress: Progress,
+        results: Results,
+        target: Endpoint,
+    ) -> None:
+        super().__init__(config, migrations, progress, results)
+        self.target = target
+
+    @staticmethod
+    def target_of(config: GateConfig) -> Endpoint:
+        """Production's endpoint; a usage error when none is set."""
+        from pytest_dbgate.pg.connections import Endpoint
+
+        if config.production_url is None:
+            raise ConfigError.no_production_target(config.mode)
+        return Endpoint.from_url(config.production_url, config.production_url_setting)
+
+
 class LintRun(Run):
     """``--dbgate=lint``: the static rules only, no database."""
 

@@ -54,6 +54,7 @@ from pytest_dbgate.migrations.settle import drop_invalid_index
 from pytest_dbgate.migrations.tracking import (
     TrackedMigration,
     Tracking,
+    applied_before,
 )
 from pytest_dbgate.pg.connections import Conn
 
@@ -348,13 +349,9 @@ class Runner(Resuming):
         if any(o.status is Status.APPLIED for o in self._outcomes):
             since = self._now
         else:
-            earlier = [
-                row.applied_at
-                for version, row in self.recorded().items()
-                if row.success and version_key(version) < key
-            ]
-            if earlier:
-                since = max(earlier)
+            earlier = applied_before(self.recorded(), migration.version)
+            if earlier is not None:
+                since = earlier
             elif any(version_key(m.version) < key for m in self._migrations):
                 # Applied, but not by the gate: when is unknown, so the period starts now.
                 since = self._tracking.held_since(migration.version)

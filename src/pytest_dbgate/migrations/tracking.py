@@ -17,6 +17,7 @@ cannot say (the migrations before it were applied before the gate was adopted).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -24,6 +25,7 @@ from psycopg import sql
 from psycopg.rows import class_row
 
 from pytest_dbgate.migrations.history import History, history_for
+from pytest_dbgate.migrations.layouts import version_key
 from pytest_dbgate.migrations.parse import Migration, Statement
 from pytest_dbgate.pg.connections import Conn
 
@@ -293,3 +295,13 @@ def resolution_sql(version: str, ordinal: int) -> tuple[str, str]:
 
 def _literal(text: str) -> str:
     return text.replace("'", "''")
+
+
+def applied_before(recorded: Mapping[str, TrackedMigration], version: str) -> datetime | None:
+    """When the migrations before ``version`` were last applied, as ``dbgate.migrations``
+    says: where a hold-back's period starts. ``None``: none of them is recorded."""
+    key = version_key(version)
+    return max(
+        (row.applied_at for v, row in recorded.items() if row.success and version_key(v) < key),
+        default=None,
+    )

@@ -17,6 +17,7 @@ from tabulate import tabulate
 
 from pytest_dbgate.performance.compaction import Compacted
 from pytest_dbgate.performance.sidebyside import Measured
+from pytest_dbgate.performance.stats import short_text
 from pytest_dbgate.performance.verdicts import Comparison, Thresholds
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ def report_markdown(
         rows.append(
             (
                 c.source,
-                _short(c.label),
+                short_text(c.label, 70),
                 f"{c.before.ms:.3f}" if c.before else "",
                 f"{c.after.ms:.3f}" if c.after else "",
                 c.ratio.percent() if c.ratio else "",
@@ -124,7 +125,16 @@ def report_markdown(
     if regressed:
         lines += ["", "## Why the failing queries are slower"]
         for c in regressed:
-            lines += ["", f"### {_short(c.label)}", "", "```sql", c.sql, "```", "", f"- {c.reason}"]
+            lines += [
+                "",
+                f"### {short_text(c.label, 70)}",
+                "",
+                "```sql",
+                c.sql,
+                "```",
+                "",
+                f"- {c.reason}",
+            ]
             if c.before is not None and c.after is not None:
                 lines += [f"- plan: {c.plan_diff or 'unchanged'}"]
                 lines += [f"- before: {'; '.join(c.before.plan or ['?'])}"]
@@ -142,8 +152,3 @@ def _compacted(compacted: Iterable[Compacted]) -> list[str]:
         "Compacted first (VACUUM FULL), as the un-migrated copy is: the dead space the release "
         f"left is not a query regression: {'; '.join(names)}.",
     ]
-
-
-def _short(text: str, width: int = 70) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"

@@ -16,6 +16,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 import psycopg
 import sqlparse
@@ -28,10 +29,11 @@ from pytest_dbgate.pg.connections import Conn
 MARKER = "/* dbgate */"
 SNAPSHOT_QUERY = f"""
 SELECT {MARKER} s.userid, s.queryid, s.query, s.calls, s.total_exec_time, s.mean_exec_time,
-       s.stddev_exec_time, s.rows, s.shared_blks_hit, s.shared_blks_read
+       s.stddev_exec_time, s.rows, s.shared_blks_hit, s.shared_blks_read,
+       {{since}} AS stats_since
 FROM {{view}} s
 WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-  AND s.toplevel AND s.queryid IS NOT NULL
+  AND s.toplevel
 """
 DATA_QUERY = re.compile(r"\s*(select|insert|update|delete|with|values|table|merge)\b")
 # What may come before a query's first word: comments (sqlc's "-- name: …", an ORM's
@@ -116,14 +118,37 @@ class Counter:
 Snapshot = dict[tuple[int, int], Counter]
 
 
-def read_counters(conn: Conn, schema: str | None = None) -> Snapshot:
-    """A database's pg_stat_statements entries, by (user, query id); ``schema``: where the
-    extension was created, when it is not on the search path."""
+def read_counters(conn: Conn) -> Snapshot:
+    """The staging database's pg_stat_statements entries, by (user, query id)."""
+    return read_entries(conn).counters
+
+
+@dataclass(frozen=True)
+class Entries:
+    """One read of pg_stat_statements."""
+
+    counters: Snapshot
+    # When each entry was made (PostgreSQL 17 and later keep it; empty before).
+    made: dict[tuple[int, int], datetime]
+    hidden: int  # entries of other roles whose text and id this role may not see
+
+
+def read_entries(conn: Conn, schema: str | None = None) -> Entries:
+    """A database's pg_stat_statements entries in one pass over the view; ``schema``: where
+    the extension was created, when it is not on the search path."""
     counters: Snapshot = {}
+    made: dict[tuple[int, int], datetime] = {}
+    hidden = 0
     view = sql.Identifier(schema, "pg_stat_statements") if schema else sql.SQL("pg_stat_statements")
-    query = sql.SQL(SNAPSHOT_QUERY).format(view=view)
+    since = sql.SQL("s.stats_since" if conn.info.server_version >= 170000 else "NULL::timestamptz")
+    query = sql.SQL(SNAPSHOT_QUERY).format(view=view, since=since)
     with conn.cursor(row_factory=class_row(_Entry)) as cur:
         for e in cur.execute(query):
+            if e.queryid is None or e.query is None:
+                hidden += 1
+                continue
+            if e.stats_since is not None:
+                made[(e.userid, e.queryid)] = e.stats_since
             counters[(e.userid, e.queryid)] = Counter(
                 text=e.query,
                 calls=e.calls,
@@ -133,7 +158,7 @@ def read_counters(conn: Conn, schema: str | None = None) -> Snapshot:
                 hit=e.shared_blks_hit,
                 read=e.shared_blks_read,
             )
-    return counters
+    return Entries(counters, made, hidden)
 
 
 @dataclass(frozen=True)
@@ -141,8 +166,8 @@ class _Entry:
     """A row of :data:`SNAPSHOT_QUERY`."""
 
     userid: int
-    queryid: int
-    query: str
+    queryid: int | None  # None: another role's entry, hidden from this one
+    query: str | None
     calls: int
     total_exec_time: float
     mean_exec_time: float
@@ -150,6 +175,7 @@ class _Entry:
     rows: int
     shared_blks_hit: int
     shared_blks_read: int
+    stats_since: datetime | None
 
 
 @dataclass(frozen=True)

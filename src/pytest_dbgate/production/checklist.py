@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from pytest_dbgate.core.criterion import Criterion, DbgateWarning, Figures
 from pytest_dbgate.core.errors import CriterionFailed, RecordError
-from pytest_dbgate.core.record import format_period, now_utc, run_differences
+from pytest_dbgate.core.record import CLOCK_SKEW, format_period, now_utc, run_differences
 from pytest_dbgate.core.run import migration_step
 from pytest_dbgate.migrations.criteria import MigrationApplied
 from pytest_dbgate.observe.relations import touched_relations
@@ -37,9 +37,6 @@ from pytest_dbgate.refresh.criteria import extension_status
 from pytest_dbgate.schema.criteria import ConstraintsValidated, IndexesValid
 from pytest_dbgate.staging.commands import PostMigrateCommand
 from pytest_dbgate.watch.deploys import DEPLOYS_NAME
-
-# Clocks of two CI runners may disagree a little; a record from further in the future is wrong.
-CLOCK_SKEW = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)

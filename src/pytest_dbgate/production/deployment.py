@@ -26,7 +26,7 @@ from pytest_dbgate.core.errors import Figure
 from pytest_dbgate.core.interruptions import Interruptions
 from pytest_dbgate.core.record import GateRecord, load, now_utc
 from pytest_dbgate.core.results import Progress
-from pytest_dbgate.core.run import Database, Reporter, Run, StepFailed, migration_step
+from pytest_dbgate.core.run import Database, OnProduction, Reporter, StepFailed, migration_step
 from pytest_dbgate.migrations.history import layout_note
 from pytest_dbgate.migrations.outcomes import Status
 from pytest_dbgate.migrations.parse import Migration, Statement, discover
@@ -67,7 +67,7 @@ def preflight_step(name: str) -> str:
     return f"preflight:{name}"
 
 
-class Deployment(Run):
+class Deployment(OnProduction):
     """One ``--dbgate=production`` run against one production database."""
 
     mode = "production"
@@ -106,8 +106,7 @@ class Deployment(Run):
         results: Results,
         target: Endpoint,
     ) -> None:
-        super().__init__(config, migrations, progress, results)
-        self.target = target
+        super().__init__(config, migrations, progress, results, target)
         self.preflights = []
         # Production's counters just before applying (the baseline window's end), or why not.
         self.before_reading: Reading | None = None
@@ -387,7 +386,4 @@ def open_deployment(config: GateConfig, progress: Progress, results: Results) ->
     if config.migrate_command is not None:
         raise ConfigError.command_mode_in_production()
     migrations = discover(config.migrations, config.layout)
-    if config.production_url is None:
-        raise ConfigError.no_production_target()
-    target = Endpoint.from_url(config.production_url, config.production_url_setting)
-    return Deployment(config, migrations, progress, results, target)
+    return Deployment(config, migrations, progress, results, Deployment.target_of(config))

@@ -104,6 +104,7 @@ class Gate(StagingLint, RestorePoints, Refreshing, Run):
         self.last_point = 0.0
         self.point_cost = 0.0
         self.no_points = ""
+        self.point_keys: list[str] = []
         self.points_said = False
         self.run_started = ""
         self._swept = False  # what killed runs left is removed once, before a server starts
@@ -345,17 +346,14 @@ class Gate(StagingLint, RestorePoints, Refreshing, Run):
             self.progress("VACUUM ANALYZE on staging before measuring the after phase")
             conn.execute("VACUUM (ANALYZE)")
             return
-        names = dict.fromkeys(r for m in self.migrations for r in touched_relations(m))
-        tables: list[sql.Composable] = []
-        for name in names:
-            row = conn.execute(
-                "SELECT n.nspname, c.relname FROM pg_class c"
-                " JOIN pg_namespace n ON n.oid = c.relnamespace"
-                " WHERE c.oid = to_regclass(%s) AND c.relkind IN ('r', 'p', 'm')",
-                (name,),
-            ).fetchone()
-            if row is not None:
-                tables.append(sql.Identifier(str(row[0]), str(row[1])))
+        names = list(dict.fromkeys(r for m in self.migrations for r in touched_relations(m)))
+        rows = conn.execute(
+            "SELECT DISTINCT n.nspname, c.relname FROM unnest(%s::text[]) AS t(name)"
+            " JOIN pg_class c ON c.oid = to_regclass(t.name)"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'm')",
+            (names,),
+        ).fetchall()
+        tables = [sql.Identifier(str(schema), str(name)) for schema, name in rows]
         if not tables:
             return
         self.progress(

@@ -82,6 +82,7 @@ class RestorePoints:
     last_point: float  # when the last point was made (or migrating began), time.monotonic()
     point_cost: float  # what the last copy took, seconds
     no_points: str  # why this run keeps no points; "" when it does
+    point_keys: list[str]  # each point's key, worked out once per run
     points_said: bool
     run_started: str
 
@@ -97,15 +98,11 @@ class RestorePoints:
     # -- when ------------------------------------------------------------------------------
 
     def points_kept(self) -> bool:
-        """Whether this run keeps points: the copy comes from the snapshot cache, the gate
-        applies the migrations itself, and nothing has stopped it."""
-        if not self.config.restore_points:
-            self.no_points = self.no_points or "dbgate_restore_points = off"
-        elif self.reference is None or self.config.migrate_command is not None:
-            self.no_points = self.no_points or "no snapshot cache"
+        """Whether this run keeps points (decided when migrating begins, see
+        :meth:`resume_from_points`), and nothing has stopped it since."""
         return not self.no_points
 
-    def point_keys(self) -> list[str]:
+    def _point_keys(self) -> list[str]:
         cfg = self.config
         snapshot = self.snapshot()
         workload = (
@@ -139,13 +136,17 @@ class RestorePoints:
         there is one; the outcomes of the migrations it holds. Points that no longer fit are
         dropped (only the latest run's are kept)."""
         self.run_started = datetime.now(UTC).isoformat(timespec="seconds")
+        if not self.config.restore_points:
+            self.no_points = "dbgate_restore_points = off"
+        elif self.reference is None or self.config.migrate_command is not None:
+            self.no_points = "no snapshot cache"
         if not self.points_kept():
             return []
         staging = self.staging_server()
         dbname = self.snapshot().staging.dbname
         where = staging.endpoint.display()
         points = read_points(staging.conn, dbname)
-        keys = self.point_keys()
+        keys = self.point_keys = self._point_keys()
         usable = usable_point(points, keys)
         for index, (name, _) in points.items():
             if index > usable:
@@ -213,9 +214,7 @@ class RestorePoints:
         staging = self.staging_server()
         dbname = self.snapshot().staging.dbname
         name = point_name(dbname, index)
-        point = Point(
-            index, self.point_keys()[index - 1], [self.found[i] for i in range(1, index + 1)]
-        )
+        point = self._point(index)
         started = time.monotonic()
         why = self.quiesce()
         if not why:
@@ -241,6 +240,12 @@ class RestorePoints:
         self.point_cost = self.last_point - started
         self.points_made[index] = name
 
+    def _point(self, index: int) -> Point:
+        """The point after migration ``index``, holding what every migration up to it found."""
+        return Point(
+            index, self.point_keys[index - 1], [self.found[i] for i in range(1, index + 1)]
+        )
+
     def locks_decided(self, migration: Migration, report: LockReport, measurements: str) -> None:
         """The locks item's decision goes into the points that hold the migration, for a run
         that resumes."""
@@ -251,10 +256,9 @@ class RestorePoints:
         found.report = report_document(report)
         found.decided = True
         found.measurements = measurements
-        keys = self.point_keys()
         for at, name in self.points_made.items():
             if at >= index:
-                point = Point(at, keys[at - 1], [self.found[i] for i in range(1, at + 1)])
+                point = self._point(at)
                 with contextlib.suppress(psycopg.Error):
                     comment_on(self.staging_server().conn, name, point)
 

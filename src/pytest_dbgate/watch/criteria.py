@@ -13,12 +13,10 @@ import pytest
 from pytest_dbgate import __version__
 from pytest_dbgate.core.criterion import Criterion, Figures
 from pytest_dbgate.core.errors import CriterionFailed
-from pytest_dbgate.core.record import format_period
+from pytest_dbgate.core.record import CLOCK_SKEW, format_period
 from pytest_dbgate.core.run import StepFailed
-from pytest_dbgate.migrations.layouts import version_key
-from pytest_dbgate.migrations.tracking import Tracking, applied_versions
+from pytest_dbgate.migrations.tracking import Tracking, applied_before, applied_versions
 from pytest_dbgate.performance.verdicts import Verdict
-from pytest_dbgate.watch.eligibility import CLOCK_SKEW
 from pytest_dbgate.watch.judge import SIGNALS, WatchedQuery
 from pytest_dbgate.watch.reading import Reading
 from pytest_dbgate.watch.record import WatchRecord
@@ -254,13 +252,8 @@ def holdback_notes(gate: Watch, verdicts: Verdicts, passed: bool) -> list[str]:
         if period is None or migration.version in applied:
             continue
         # As production counts it: from when the migrations before it were applied there.
-        key = version_key(migration.version)
-        earlier = [
-            row.applied_at
-            for version, row in recorded.items()
-            if row.success and version_key(version) < key
-        ]
-        eligible = (max(earlier) if earlier else verdicts.deploy.deployed_at) + period
+        since = applied_before(recorded, migration.version) or verdicts.deploy.deployed_at
+        eligible = since + period
         when = f"{eligible:%Y-%m-%d %H:%M %Z}"
         notes.append(
             f"{migration.id}: eligible from {when}, this watch passing"

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from pytest_dbgate.core.record import CLOCK_SKEW
 from pytest_dbgate.watch.deploys import Deploy
 from pytest_dbgate.watch.record import load_watch
 
@@ -30,7 +31,6 @@ class Release:
 # The watch that releases a hold-back must have looked at production near the end of the period
 # (or after it), not only on the morning after the deploy.
 RECENT = timedelta(days=1)
-CLOCK_SKEW = timedelta(minutes=5)
 
 
 def metrics_release(

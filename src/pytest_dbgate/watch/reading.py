@@ -24,7 +24,7 @@ from pytest_dbgate.performance.stats import (
     Counter,
     is_application_query,
     query_key,
-    read_counters,
+    read_entries,
 )
 from pytest_dbgate.pg.connections import Conn
 
@@ -218,21 +218,21 @@ def read(conn: Conn) -> Reading:
     row = conn.execute(f"SELECT {MARKER} now()").fetchone()
     taken_at = row[0].isoformat(timespec="seconds") if row and isinstance(row[0], datetime) else ""
     assert database is not None, "pg_stat_database has a row for every database"
-    found = conn.execute(EXTENSION_SCHEMA).fetchone()
-    if found is None:
+    extension = conn.execute(EXTENSION_SCHEMA).fetchone()
+    if extension is None:
         return Reading(taken_at, database, (), NO_EXTENSION)
-    schema = str(found[0])
+    schema = str(extension[0])
     try:
         with conn.transaction():
-            counters = read_counters(conn, schema)
-            statements = _statements(conn, schema)
-            since = _since(conn, schema)
+            found = read_entries(conn, schema)
+            statements = _statements(conn, schema, found.hidden)
     except psycopg.errors.ObjectNotInPrerequisiteState:
         return Reading(taken_at, database, (), NOT_LOADED)
     builtins = frozenset(str(r[0]) for r in conn.execute(BUILTINS).fetchall())
+    made = {key: when.isoformat() for key, when in found.made.items()}
     entries = tuple(
-        Entry(userid, queryid, query_key(counter.text), counter, since.get((userid, queryid)))
-        for (userid, queryid), counter in counters.items()
+        Entry(userid, queryid, query_key(counter.text), counter, made.get((userid, queryid)))
+        for (userid, queryid), counter in found.counters.items()
         if is_application_query(counter.text)
         and not CATALOG.search(counter.text)
         and not housekeeping(counter.text, builtins)
@@ -240,15 +240,7 @@ def read(conn: Conn) -> Reading:
     return Reading(taken_at, database, entries, statements=statements)
 
 
-def _statements(conn: Conn, schema: str) -> Statements | None:
-    view = sql.Identifier(schema, "pg_stat_statements")
-    hidden_row = conn.execute(
-        sql.SQL(
-            "SELECT /* dbgate */ count(*) FROM {} WHERE queryid IS NULL AND dbid ="
-            " (SELECT oid FROM pg_database WHERE datname = current_database())"
-        ).format(view)
-    ).fetchone()
-    hidden = int(str(hidden_row[0])) if hidden_row else 0
+def _statements(conn: Conn, schema: str, hidden: int) -> Statements | None:
     if conn.info.server_version < 140000:
         return Statements(None, 0, hidden)
     row = conn.execute(
@@ -260,22 +252,6 @@ def _statements(conn: Conn, schema: str) -> Statements | None:
         return Statements(None, 0, hidden)
     reset = row[0].isoformat() if isinstance(row[0], datetime) else None
     return Statements(reset, int(str(row[1])), hidden)
-
-
-def _since(conn: Conn, schema: str) -> dict[tuple[int, int], str]:
-    """When each entry was made, where PostgreSQL keeps it (17 and later)."""
-    if conn.info.server_version < 170000:
-        return {}
-    rows = conn.execute(
-        sql.SQL(
-            "SELECT /* dbgate */ userid, queryid, stats_since FROM {} WHERE toplevel"
-            " AND queryid IS NOT NULL AND dbid ="
-            " (SELECT oid FROM pg_database WHERE datname = current_database())"
-        ).format(sql.Identifier(schema, "pg_stat_statements"))
-    ).fetchall()
-    return {
-        (int(str(u)), int(str(q))): s.isoformat() for u, q, s in rows if isinstance(s, datetime)
-    }
 
 
 NO_EXTENSION = (

@@ -10,12 +10,11 @@ and production refuses an unsigned or edited one.
 from __future__ import annotations
 
 import hmac
-import json
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
-from pytest_dbgate.core.record import mac, typed
+from pytest_dbgate.core.record import mac, read_json, typed, write_json
 
 KIND = "pytest-dbgate watch record"
 FORMAT = 1
@@ -60,10 +59,7 @@ class WatchRecord:
         document = self.body()
         if self.signature is not None:
             document["signature"] = self.signature
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
-        partial.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
-        partial.replace(path)
+        write_json(path, document)
 
     def authentic(self, key: str | None) -> str | None:
         """Why the record cannot be trusted with ``key`` set; ``None`` when it can."""
@@ -81,11 +77,9 @@ def load_watch(path: Path) -> WatchRecord:
     if not path.is_file():
         raise ValueError(f"there is no watch record at {path}")
     try:
-        document = json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ValueError(f"the watch record {path} is not JSON: {exc}") from None
-    except RecursionError:
-        raise ValueError(f"the watch record {path} is nested too deep to be one") from None
+        document = read_json(path)
+    except ValueError as exc:
+        raise ValueError(f"the watch record {path} is not JSON a record can be: {exc}") from None
     if not isinstance(document, dict) or document.get("kind") != KIND:
         raise ValueError(f"{path} is not a {KIND}")
     if document.get("format") != FORMAT:

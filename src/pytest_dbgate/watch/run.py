@@ -13,14 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pytest_dbgate.config.errors import ConfigError
 from pytest_dbgate.config.model import GateConfig
 from pytest_dbgate.core.record import invalidate
 from pytest_dbgate.core.results import Progress
-from pytest_dbgate.core.run import Database, Reporter, Run, StepFailed
-from pytest_dbgate.migrations.parse import Migration, discover
+from pytest_dbgate.core.run import Database, OnProduction, Reporter, StepFailed
+from pytest_dbgate.migrations.parse import discover
 from pytest_dbgate.performance.verdicts import Thresholds
-from pytest_dbgate.pg.connections import Endpoint, connect
+from pytest_dbgate.pg.connections import connect
 from pytest_dbgate.pg.databases import server_identity
 from pytest_dbgate.watch.deploys import DEPLOYS_NAME, Deploy, latest_deploy
 from pytest_dbgate.watch.judge import (
@@ -53,21 +52,10 @@ class Verdicts:
     seconds: float  # reading and judging, for the record of how quick the watch is
 
 
-class Watch(Run):
+class Watch(OnProduction):
     """One ``--dbgate=watch`` run against one production database."""
 
     mode = "watch"
-
-    def __init__(
-        self,
-        config: GateConfig,
-        migrations: list[Migration],
-        progress: Progress,
-        results: Results,
-        target: Endpoint,
-    ) -> None:
-        super().__init__(config, migrations, progress, results)
-        self.target = target
 
     def steps(self) -> dict[str, Callable[[], object]]:
         return {PRODUCTION: self.production, DEPLOY: self.deploy, VERDICTS: self.verdicts}
@@ -161,8 +149,5 @@ class Watch(Run):
 
 def open_watch(config: GateConfig, progress: Progress, results: Results) -> Watch:
     """Check what can be checked without a database, then make the watch."""
-    if config.production_url is None:
-        raise ConfigError.no_production_target("watch")
-    migrations = discover(config.migrations, config.layout)
-    target = Endpoint.from_url(config.production_url, config.production_url_setting)
-    return Watch(config, migrations, progress, results, target)
+    target = Watch.target_of(config)
+    return Watch(config, discover(config.migrations, config.layout), progress, results, target)
