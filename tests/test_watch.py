@@ -12,7 +12,7 @@ import pytest
 
 from pytest_dbgate.pg.connections import Endpoint, connection
 
-from .conftest import REPO, Project
+from .conftest import PROJECTS, REPO, Project, seeded_database
 from .test_production import applied_versions, columns, deployed, move_back, outcome_of, query
 
 CLEANUP = "20250115160002_fix_recipe_category_fields_cleanup"
@@ -205,3 +205,64 @@ def test_the_watch_without_a_production_database_is_a_usage_error(project: Proje
     result = project.migrations(REPO / "migrations").run(mode="watch")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "--dbgate=watch has no production database to watch" in result.stderr.str()
+
+
+# -- quoted mixed-case names, as every Prisma project has them ------------------------------------
+
+MIXED = [
+    'SELECT "Title" FROM "Document" WHERE id = %s',
+    'SELECT n FROM "My Table" WHERE id = %s',
+    'SELECT "Betrag €" FROM "Billing Ops"."Rechnungen-Ü" WHERE id = %s',
+]
+
+
+def mixed_traffic(prod: Endpoint, calls: int = 120) -> None:
+    rng = random.Random(calls)
+    with connection(prod, "app", "app") as conn:
+        for _ in range(calls):
+            for text in MIXED:
+                conn.execute(text, (rng.randint(1, 3000),))  # type: ignore[arg-type]
+
+
+def test_quoted_mixed_case_tables_flat_pass_and_one_made_slower_fails_alone(
+    project: Project,
+    source_server: Endpoint,
+    staging_server: Endpoint,
+    request: pytest.FixtureRequest,
+) -> None:
+    seed = [PROJECTS / "mixed_case" / "seed.sql"]
+    with seeded_database(source_server, request, seed) as prod:
+        with connection(prod, "test", "test") as conn:
+            conn.execute("CREATE EXTENSION pg_stat_statements")
+        mixed_traffic(prod)
+        project.migrations(PROJECTS / "mixed_case" / "release").ini(
+            dbgate_max_regression="off",
+            dbgate_lint_rules="require-concurrent-index-creation=report",
+        ).against(prod, staging_server)
+        assert project.run().ret == 0
+        assert project.deploy().ret == 0
+
+        mixed_traffic(prod)
+        flat = project.run("-rA", mode="watch")
+        assert flat.ret == 0, flat.stdout.str()
+        judged = {n: i for n, i in watch_items(project).items() if "::query[" in n}
+        assert (
+            len(
+                [
+                    n
+                    for n in judged
+                    if '"Document"' in n or '"My Table"' in n or '"Rechnungen-Ü"' in n
+                ]
+            )
+            == 3
+        ), sorted(judged)
+        assert all(i["outcome"] == "passed" for i in judged.values())
+
+        with connection(prod, "test", "test") as conn:  # by hand, after the deploy
+            conn.execute('ALTER TABLE "Document" DROP CONSTRAINT "Document_pkey"')
+        mixed_traffic(prod)
+        slower = project.run("-rA", mode="watch")
+        assert slower.ret == 1, slower.stdout.str()
+        failed = [n for n, i in watch_items(project).items() if i["outcome"] == "failed"]
+        assert len(failed) == 1 and '"Document"' in failed[0], failed
+        assert "is slower on production since the deploy" in slower.stdout.str()
