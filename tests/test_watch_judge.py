@@ -505,3 +505,18 @@ def test_the_applications_work_is_not_housekeeping(text: str) -> None:
 def test_no_events_on_either_side_says_nothing_rose() -> None:
     found = judge_signal(DEADLOCKS, db(100_000), db(1_000), LIMITS)
     assert found.verdict is Verdict.OK and "allowance" not in found.reason
+
+
+def test_an_entry_made_while_the_deploy_ran_is_not_the_periods() -> None:
+    """Made between the deploy's two readings (the tool's history row, say), within one second
+    of the second reading: what it did then belongs to neither window."""
+    rng = random.Random(11)
+    made = reading({(1, COOK): calls(rng, 4, 0.5)})
+    entry = dataclasses.replace(made.entries[0], since="2026-11-30T12:00:00.400000+00:00")
+    after = dataclasses.replace(
+        with_statements(made, None, 0), taken_at="2026-11-30T12:00:00.900000+00:00"
+    )
+    now = with_statements(dataclasses.replace(made, entries=(entry,)), None, 0)
+    before = with_statements(reading({}), None, 0)
+    (only,) = judge_queries(before, after, now, (), 10, LIMITS) or (None,)
+    assert only is None or only.period is None
