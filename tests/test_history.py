@@ -144,6 +144,31 @@ def test_prisma_history_decides_what_is_pending_and_gets_the_deploys_rows(
     assert query(prod, "SELECT version FROM dbgate.migrations") == [("20260103000000",)]
 
 
+def test_restore_points_hold_the_migrations_the_history_says_were_applied(
+    project: Project, prod: Endpoint, staging_server: Endpoint
+) -> None:
+    """A point after the first pending migration holds what the already-applied ones found too:
+    a re-run after editing the last migration resumes from it."""
+    files = {
+        **PRISMA,
+        "20260104000000_add_age/migration.sql": 'ALTER TABLE "User" ADD COLUMN "age" INT;\n',
+    }
+    project_with(project, prod, staging_server, files, prisma_applied(project.path))
+    project.ini(dbgate_restore_points="every")
+    first = project.run("-s")
+    assert first.ret == 0, first.stdout.str()
+    assert "restore points: 2 kept for the next run" in first.stdout.str()
+    last = project.path / "migrations" / "20260104000000_add_age" / "migration.sql"
+    last.write_text('ALTER TABLE "User" ADD COLUMN "age" SMALLINT;\n')
+    again = project.run("-s")
+    assert again.ret == 0, again.stdout.str()
+    assert "resuming after 20260103000000_add_email" in again.stdout.str()
+    items = outcomes(project, "staging")
+    init = items["dbgate::migrate::applied[20260101000000_init]"]
+    assert init == ("passed", "already applied (_prisma_migrations)")
+    assert items["dbgate::migrate::applied[20260104000000_add_age]"][1].startswith("applied in")
+
+
 def test_an_unfinished_prisma_migration_stops_with_the_tools_command(
     project: Project, prod: Endpoint, staging_server: Endpoint
 ) -> None:

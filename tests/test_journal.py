@@ -19,9 +19,10 @@ from psycopg import sql
 
 from pytest_dbgate.migrations.apply import POINTS
 from pytest_dbgate.migrations.history import PrismaHistory
+from pytest_dbgate.migrations.holdbacks import Policy
 from pytest_dbgate.migrations.outcomes import Cause, Outcome, Status
 from pytest_dbgate.migrations.parse import Migration, discover
-from pytest_dbgate.migrations.runner import Policy, Runner
+from pytest_dbgate.migrations.runner import Runner
 from pytest_dbgate.migrations.tracking import resolution_sql
 from pytest_dbgate.pg.connections import Endpoint, connect
 

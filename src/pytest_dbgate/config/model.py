@@ -93,7 +93,7 @@ class GateConfig:
     holdback_requires: str = "time+metrics"
     watch_record: Path
     watch_top: int
-    restore_points: bool = True
+    restore_points: str = "on"  # on (where worth the copy), every (after each), off
 
     @property
     def performance(self) -> bool:
@@ -178,7 +178,7 @@ def read_config(config: pytest.Config) -> GateConfig | None:
         ),
         watch_record=reader.optional_path("watch_record") or report_dir / DEFAULT_WATCH_RECORD,
         watch_top=reader.whole("watch_top"),
-        restore_points=reader.choice("restore_points", ("on", "off"), "on") == "on",
+        restore_points=reader.choice("restore_points", ("on", "every", "off"), "on"),
     )
 
 

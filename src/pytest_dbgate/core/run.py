@@ -70,6 +70,7 @@ class Database:
     conn: Conn
     identity: ServerIdentity
     embedded: bool
+    throwaway: bool = False  # an embedded server removed when the run ends
 
     @property
     def where(self) -> str:

@@ -13,10 +13,10 @@ write the tracking tables stops the run as a failure of its own, with nothing mo
 The first failure stops the run; later files are left unapplied. Applying is lazy: asking for
 the outcome of migration *n* applies everything up to *n* once, whoever asks first.
 
-On production a :class:`Policy` adds a ``lock_timeout`` and bounded retries on lock timeouts
-(with backoff), which re-run only the statement that was refused, never a committed one, and
-hold-backs: a held-back migration waits until its period has passed since the migrations before
-it were applied, as the tracking table records.
+On production a :class:`~pytest_dbgate.migrations.holdbacks.Policy` adds a ``lock_timeout``
+and bounded retries on lock timeouts (with backoff), which re-run only the statement that was
+refused, never a committed one, and hold-backs (:mod:`pytest_dbgate.migrations.holdbacks`
+decides whether a held-back file goes out in this run).
 """
 
 from __future__ import annotations
@@ -25,14 +25,12 @@ import contextlib
 import dataclasses
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import psycopg
 
-from pytest_dbgate.config.settings import MAX_RETRY_WAIT_S
 from pytest_dbgate.core.interruptions import Interruptions
 from pytest_dbgate.core.results import Progress
 from pytest_dbgate.migrations.apply import (
@@ -46,16 +44,12 @@ from pytest_dbgate.migrations.apply import (
     tracking_failure,
 )
 from pytest_dbgate.migrations.history import Applied, history_for
-from pytest_dbgate.migrations.layouts import version_key
+from pytest_dbgate.migrations.holdbacks import Period, Policy, Release, release
 from pytest_dbgate.migrations.outcomes import Attempt, Cause, Failure, Outcome, Status
 from pytest_dbgate.migrations.parse import Migration, Statement
 from pytest_dbgate.migrations.resume import Resuming
 from pytest_dbgate.migrations.settle import drop_invalid_index
-from pytest_dbgate.migrations.tracking import (
-    TrackedMigration,
-    Tracking,
-    applied_before,
-)
+from pytest_dbgate.migrations.tracking import TrackedMigration, Tracking
 from pytest_dbgate.pg.connections import Conn
 
 
@@ -69,26 +63,6 @@ class _Unobserved:
 
 # Something to run around each migration: it receives the migration and the migrating session.
 Watch = Callable[[Migration, Conn], AbstractContextManager[StatementLog]]
-
-
-@dataclass(frozen=True)
-class Policy:
-    """How production applies migrations: a lock_timeout, bounded retries with backoff,
-    hold-backs, and the held-back migrations released early on purpose."""
-
-    lock_timeout_ms: float
-    retries: int
-    retry_wait_s: float
-    hold_backs: Mapping[str, timedelta] = field(default_factory=dict)  # by version
-    release_early: frozenset[str] = frozenset()  # versions
-    # Once a hold-back's period has passed: whether production's metrics let it go, and the
-    # watch that said so or why not (None: the period alone releases it).
-    metrics: Callable[[datetime], tuple[bool, str]] | None = None
-    sleep: Callable[[float], None] = time.sleep
-
-    def wait(self, attempt: int) -> float:
-        """Seconds before retry ``attempt`` (1-based): doubling, capped."""
-        return float(min(self.retry_wait_s * 2 ** (attempt - 1), MAX_RETRY_WAIT_S))
 
 
 class Runner(Resuming):
@@ -218,6 +192,11 @@ class Runner(Resuming):
                     self._rebind(self._checkpoint(migration, outcome))
         return self._outcomes[index]
 
+    @property
+    def outcomes_so_far(self) -> list[Outcome]:
+        """The outcomes of the migrations up to the one applied last, in order."""
+        return list(self._outcomes)
+
     def preset(self, outcomes: Sequence[Outcome]) -> None:
         """The first migrations' outcomes, from an earlier run's restore point (the database
         already holds what they did): this run applies from the next one."""
@@ -252,51 +231,26 @@ class Runner(Resuming):
         blocker = next((o for o in self._outcomes if not o.ok), None)
         if blocker is not None:
             return Outcome(migration, Status.NOT_APPLIED, blocked_by=blocker)
-        early = False
-        released_by: str | None = None
-        hold_back = self._policy.hold_backs.get(migration.version) if self._policy else None
-        if hold_back is not None:
-            assert self._policy is not None and self._now is not None
-            period = self._period(migration, hold_back)
-            held: Outcome | None = None
-            if period is not None:
-                since, eligible = period
-                held = Outcome(
-                    migration,
-                    Status.HELD_BACK,
-                    eligible_at=eligible,
-                    held_since=since,
-                    needs_watch=self._policy.metrics is not None,
-                )
-                if eligible <= self._now:
-                    held = None
-                    if self._policy.metrics is not None:
-                        allowed, said = self._policy.metrics(eligible)
-                        if allowed:
-                            released_by = said
-                        else:
-                            held = Outcome(
-                                migration,
-                                Status.HELD_BACK,
-                                eligible_at=eligible,
-                                held_since=since,
-                                waits_for=said,
-                            )
-            if held is not None:
-                if migration.version not in self._policy.release_early:
-                    return held
-                early = True
-                self._progress(
-                    f"{migration.id}: held back until {held.eligible_at:%Y-%m-%d %H:%M %Z}"
-                    + (" and flat metrics" if held.waits_for else "")
-                    + ", released early by --dbgate-release-early"
-                )
+        if self._policy is not None:
+            assert self._now is not None
+            period = Period(
+                self._now,
+                any(o.status is Status.APPLIED for o in self._outcomes),
+                self.recorded(),
+                self._migrations,
+                self._tracking.held_since,
+            )
+            decided = release(migration, self._policy, period, self._progress)
+            if decided.held is not None:
+                return decided.held
+        else:
+            decided = Release()
         refused = _outside(migration)
         if refused is not None:
             return Outcome(migration, Status.FAILED, failure=refused)
         self._applier.stop_if_asked(f"before {migration.id}")
         try:
-            return self._apply(migration, early, released_by)
+            return self._apply(migration, decided.early, decided.released_by)
         except psycopg.Error as exc:  # reading the journal, or the session lost between steps
             known = self._applier.known.get(migration.version, 0)
             failure = stop_failure(self._conn, exc, None, known)
@@ -333,31 +287,6 @@ class Runner(Resuming):
             f"{where}; make the migration faster (batches, CONCURRENTLY), or raise "
             "--dbgate-migration-timeout / dbgate_migration_timeout if it really takes that long"
         )
-
-    def _period(
-        self, migration: Migration, hold_back: timedelta
-    ) -> tuple[datetime, datetime] | None:
-        """When a held-back migration's period started and when it ends; ``None`` when no
-        release comes before it to wait behind.
-
-        The period runs from when the migrations before it were applied: now, if this run
-        applied any of them; else the latest ``applied_at`` the tracking table has for them;
-        else (applied before the gate kept records) from when a run first held it back.
-        """
-        assert self._now is not None
-        key = version_key(migration.version)
-        if any(o.status is Status.APPLIED for o in self._outcomes):
-            since = self._now
-        else:
-            earlier = applied_before(self.recorded(), migration.version)
-            if earlier is not None:
-                since = earlier
-            elif any(version_key(m.version) < key for m in self._migrations):
-                # Applied, but not by the gate: when is unknown, so the period starts now.
-                since = self._tracking.held_since(migration.version)
-            else:
-                return None  # nothing before it: no release to wait behind
-        return since, since + hold_back
 
     def _apply(self, migration: Migration, early: bool, released_by: str | None) -> Outcome:
         self._fresh_session()
@@ -437,8 +366,6 @@ class Runner(Resuming):
         )
         self._applier.stop_if_asked(f"after {migration.id}")
         return outcome
-
-    # -- where to start ---------------------------------------------------------------------
 
     # -- after a failure ---------------------------------------------------------------------
 

@@ -6,7 +6,10 @@ lets every workload query run on both in alternation, on the same server at the 
 It is in the same steady state as staging after its ``VACUUM (ANALYZE)``: the snapshot was
 vacuumed and analysed before it was kept (an older one's clone is vacuumed and analysed here), so
 both sides' statistics are samples of the same rows. It is dropped when the run ends (a run
-killed before that leaves it; the next run replaces it, as it does the staging database).
+killed before that leaves it; the next run replaces it, as it does the staging database). It is
+not kept for the next run, although that would save a copy: the workload's writes are rolled
+back, but each leaves dead rows behind, and a copy measured run after run would grow slower
+than the one it stands for, hiding a slowdown of staging's side.
 
 There is no such copy when staging comes from a clone command or when the cache belongs to another
 role: then the workload is measured on staging before and after migrating, and the verdict says so.
@@ -20,6 +23,7 @@ from collections.abc import Callable
 import psycopg
 
 from pytest_dbgate.core.errors import PerformanceError
+from pytest_dbgate.core.results import Progress
 from pytest_dbgate.pg.connections import Conn, Endpoint
 from pytest_dbgate.pg.databases import create_gate_database, drop_gate_database
 
@@ -32,10 +36,13 @@ def reference_name(gate_database: str) -> str:
 class Reference:
     """One run's un-migrated copy: made on first use, dropped when the run ends."""
 
-    def __init__(self, server: Conn, endpoint: Endpoint, template: str, encoding: str) -> None:
+    def __init__(
+        self, server: Conn, endpoint: Endpoint, template: str, encoding: str, file_copy: bool
+    ) -> None:
         self._server = server
         self._template = template
         self._encoding = encoding
+        self._file_copy = file_copy
         self.endpoint = endpoint.with_dbname(reference_name(endpoint.dbname))
         self._made = False
         # The snapshot was vacuumed and analysed before it was kept (snapshots this version
@@ -46,17 +53,18 @@ class Reference:
     def name(self) -> str:
         return self.endpoint.dbname
 
-    def make(self, connect: Callable[[Endpoint], Conn]) -> Conn:
+    def make(self, connect: Callable[[Endpoint], Conn], progress: Progress) -> Conn:
         """Clone the snapshot, vacuum and analyse it; a session on it for measuring."""
-        where = self.endpoint.display()
+        progress(f"cloning the snapshot as {self.name}, the un-migrated copy")
         try:
             create_gate_database(
                 self._server,
                 self.name,
-                where,
+                self.endpoint.display(),
                 self._encoding,
                 template=self._template,
                 comment="un-migrated copy, measured side by side with staging",
+                file_copy=self._file_copy,
             )
         except psycopg.Error as exc:
             raise PerformanceError.no_reference(_first_line(exc)) from None

@@ -195,14 +195,15 @@ class _Executor(PostgreSQLExecutor):
 @contextmanager
 def staging_server(
     binaries: PgBinaries, directory: Path | None, progress: Callable[[str], None]
-) -> Iterator[Endpoint]:
+) -> Iterator[tuple[Endpoint, bool]]:
     """The embedded staging server: kept in ``directory`` between runs when it can be, so its
-    cached snapshot serves the next run; a throwaway one otherwise, saying why."""
+    cached snapshot serves the next run; a throwaway one otherwise, saying why. Yields the
+    server and whether it is kept."""
     with kept_server("staging", binaries, directory, progress, "the snapshot cache") as (
         endpoint,
-        _,
+        folder,
     ):
-        yield endpoint
+        yield endpoint, folder is not None
 
 
 @contextmanager

@@ -28,9 +28,10 @@ from pytest_dbgate.core.record import GateRecord, load, now_utc
 from pytest_dbgate.core.results import Progress
 from pytest_dbgate.core.run import Database, OnProduction, Reporter, StepFailed, migration_step
 from pytest_dbgate.migrations.history import layout_note
+from pytest_dbgate.migrations.holdbacks import Policy
 from pytest_dbgate.migrations.outcomes import Status
 from pytest_dbgate.migrations.parse import Migration, Statement, discover
-from pytest_dbgate.migrations.runner import Policy, Runner
+from pytest_dbgate.migrations.runner import Runner
 from pytest_dbgate.migrations.tracking import JournalEntry, Tracking, applied_versions
 from pytest_dbgate.observe.locks import blockers
 from pytest_dbgate.observe.relations import statement_relations

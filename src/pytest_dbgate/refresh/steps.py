@@ -21,7 +21,11 @@ from pytest_dbgate.core.run import Database
 from pytest_dbgate.performance.reference import Reference
 from pytest_dbgate.pg.binaries import PgBinaries, client_for
 from pytest_dbgate.pg.connections import Endpoint, connect, connection
-from pytest_dbgate.pg.databases import create_gate_database, gate_database_name, server_identity
+from pytest_dbgate.pg.databases import (
+    create_gate_database,
+    gate_database_name,
+    server_identity,
+)
 from pytest_dbgate.pg.gatelock import client_tag, take_gate_lock
 from pytest_dbgate.pg.janitor import sweep, temporary_folder
 from pytest_dbgate.pg.seed import seed_digest, seed_files
@@ -73,14 +77,15 @@ class Refreshing:
         self._sweep()
         cfg = self.config
         source = None if cfg.file_only else self.source()
+        throwaway = False
         if cfg.clone_command is not None:
             endpoint = self._clone()
             embedded = False
         elif cfg.staging_url is None:
-            endpoint = self._stack.enter_context(
+            endpoint, kept = self._stack.enter_context(
                 staging_server(self.binaries, cfg.staging_dir, self.progress)
             )
-            embedded = True
+            embedded, throwaway = True, not kept
         else:
             endpoint = Endpoint.from_url(cfg.staging_url, cfg.staging_url_setting)
             embedded = False
@@ -93,7 +98,7 @@ class Refreshing:
             raise SafetyError.staging_is_production(endpoint.display())
         dbname = gate_database_name(self.source_dbname())
         take_gate_lock(conn, dbname, endpoint.display())
-        return Database(endpoint, conn, identity, embedded)
+        return Database(endpoint, conn, identity, embedded, throwaway)
 
     def _clone(self) -> Endpoint:
         """Have the clone command provision the staging database; clean it up at the end."""
@@ -149,42 +154,50 @@ class Refreshing:
             self.no_reference = f"the snapshot cache {cache} belongs to another role"
             create_gate_database(staging.conn, dbname, where, origin.encoding)
             return origin.take(dbname)
-        self.reference = Reference(
-            staging.conn, staging.endpoint.with_dbname(dbname), cache, origin.encoding
-        )
-        self._stack.callback(self.reference.drop)
         cached = find(staging.conn, cache)
         reason = "--dbgate-refresh" if cfg.refresh else why_not(cached, origin.key, origin.max_age)
         if reason is None and cached is not None:
-            self.reference.steady = cached.analyzed
+            self._reference(dbname, cached, origin.encoding)
             return self._clone_cached(cached, cache, dbname, origin.encoding)
         self.progress(f"taking a new snapshot ({reason})")
         create_gate_database(
             staging.conn, cache, where, origin.encoding, comment="cached snapshot, being restored"
         )
+        # Every clone starts vacuumed and analysed (the restore did both), as production is,
+        # and alike: staging and the un-migrated copy beside it share one set of statistics.
         fresh = origin.take(cache)
-        # Every clone starts vacuumed and analysed, as production is, and alike: staging and
-        # the un-migrated copy measured beside it share this one set of statistics.
-        self.progress(f"VACUUM ANALYZE on {cache} before keeping it")
-        with connection(
-            staging.endpoint.with_dbname(cache), "staging", self.config.staging_url_setting
-        ) as conn:
-            conn.execute("VACUUM (ANALYZE)")
         counts = {
             (t.schema, t.table): t.source_rows if t.source_rows is not None else t.staging_rows or 0
             for t in fresh.tables
         }
         assert fresh.taken_at is not None
         sealed = Cached(origin.key, fresh.taken_at, counts, fresh.dump_bytes, analyzed=True)
-        self.reference.steady = True
         seal(staging.conn, cache, sealed)
+        self._reference(dbname, sealed, origin.encoding)
         started = time.monotonic()
-        create_gate_database(staging.conn, dbname, where, origin.encoding, template=cache)
+        create_gate_database(
+            staging.conn, dbname, where, origin.encoding, template=cache, file_copy=staging.embedded
+        )
         clone_seconds = time.monotonic() - started
         self.progress(
             f"kept the snapshot as {cache}; cloned it into {dbname} in {clone_seconds:.1f}s"
         )
-        return dataclasses.replace(fresh, staging=staging.endpoint.with_dbname(dbname))
+        return dataclasses.replace(
+            fresh, staging=staging.endpoint.with_dbname(dbname), clone_seconds=clone_seconds
+        )
+
+    def _reference(self, dbname: str, cached: Cached, encoding: str) -> None:
+        """The snapshot's un-migrated copy, for the after phase to measure staging against."""
+        staging = self.staging_server()
+        self.reference = Reference(
+            staging.conn,
+            staging.endpoint.with_dbname(dbname),
+            cache_name(dbname),
+            encoding,
+            file_copy=staging.embedded,
+        )
+        self._stack.callback(self.reference.drop)
+        self.reference.steady = cached.analyzed
 
     def _origin(self) -> Origin:
         """Where the copy comes from, and what identifies it in the cache."""
@@ -245,7 +258,12 @@ class Refreshing:
         )
         started = time.monotonic()
         create_gate_database(
-            staging.conn, dbname, staging.endpoint.display(), encoding, template=cache
+            staging.conn,
+            dbname,
+            staging.endpoint.display(),
+            encoding,
+            template=cache,
+            file_copy=staging.embedded,
         )
         clone_seconds = time.monotonic() - started
         endpoint = staging.endpoint.with_dbname(dbname)
@@ -267,6 +285,7 @@ class Refreshing:
             reused=True,
             taken_at=cached.taken_at,
             from_file=from_file,
+            clone_seconds=clone_seconds,
         )
 
 

@@ -28,10 +28,10 @@ from pytest_dbgate.migrations.parse import Migration
 from pytest_dbgate.migrations.runner import Runner, Watch
 from pytest_dbgate.migrations.tracking import applied_versions
 from pytest_dbgate.observe.locks import watching
-from pytest_dbgate.observe.relations import relations_in_sql, touched_relations
+from pytest_dbgate.observe.relations import relations_in_sql
 from pytest_dbgate.observe.timeline import LockReport
 from pytest_dbgate.performance.capture import Capture, Performance
-from pytest_dbgate.performance.compaction import Table, compact_grown, table_sizes
+from pytest_dbgate.performance.compaction import Compacted, Table, table_sizes
 from pytest_dbgate.performance.reference import Reference
 from pytest_dbgate.performance.sidebyside import Side
 from pytest_dbgate.performance.verdicts import Comparison
@@ -47,6 +47,7 @@ from pytest_dbgate.refresh.steps import Refreshing
 from pytest_dbgate.staging.lint_context import StagingLint
 from pytest_dbgate.staging.points import Found
 from pytest_dbgate.staging.resume import CachedLocks, RestorePoints
+from pytest_dbgate.staging.steady import Steadying
 
 if TYPE_CHECKING:
     from pytest_dbgate.core.criterion import Criterion
@@ -66,7 +67,7 @@ APPLIED_BEFORE = "applied_before"
 COMMAND = "migrate_command"  # command mode: the project's tool applies the migrations
 
 
-class Gate(StagingLint, RestorePoints, Refreshing, Run):
+class Gate(StagingLint, Steadying, RestorePoints, Refreshing, Run):
     """One staging gate run against one source and one staging server."""
 
     mode = "staging"
@@ -107,6 +108,9 @@ class Gate(StagingLint, RestorePoints, Refreshing, Run):
         self.point_keys: list[str] = []
         self.points_said = False
         self.run_started = ""
+        self.resumed_steady: list[Compacted] | None = None
+        self.steady_points: dict[int, list[dict[str, object]]] = {}
+        self.steady_s = 0.0  # what making staging steady took, counted in the after capture
         self._swept = False  # what killed runs left is removed once, before a server starts
         self._sizes_before: dict[int, Table] = {}  # without a reference: staging's, at baseline
         if config.performance:
@@ -331,36 +335,9 @@ class Gate(StagingLint, RestorePoints, Refreshing, Run):
             if not result.ok:
                 raise StepFailed(MIGRATED, result.failure("the post-migrate command"))
         if self.performance is not None:
-            # Compare steady states: a backfill's dead rows are vacuumed on production soon
-            # after a deploy; the after window should not measure them.
-            self._vacuum_touched()
+            self.steady()
             self.open_window("after")
         return result
-
-    def _vacuum_touched(self) -> None:
-        """VACUUM ANALYZE what the release touched (the cached snapshot was vacuumed and
-        analysed before it was kept, so the rest is steady already); everything, when the
-        project's own tool migrated and what it touched is not known."""
-        conn = self.staging_connection(purpose="vacuum")
-        if self.config.migrate_command is not None:
-            self.progress("VACUUM ANALYZE on staging before measuring the after phase")
-            conn.execute("VACUUM (ANALYZE)")
-            return
-        names = list(dict.fromkeys(r for m in self.migrations for r in touched_relations(m)))
-        rows = conn.execute(
-            "SELECT DISTINCT n.nspname, c.relname FROM unnest(%s::text[]) AS t(name)"
-            " JOIN pg_class c ON c.oid = to_regclass(t.name)"
-            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'm')",
-            (names,),
-        ).fetchall()
-        tables = [sql.Identifier(str(schema), str(name)) for schema, name in rows]
-        if not tables:
-            return
-        self.progress(
-            f"VACUUM ANALYZE on the {len(tables)} table(s) the release touched, before "
-            "measuring the after phase"
-        )
-        conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.SQL(", ").join(tables)))
 
     def _capture_baseline(self) -> Capture:
         assert self.performance is not None
@@ -378,20 +355,17 @@ class Gate(StagingLint, RestorePoints, Refreshing, Run):
         assert self.performance is not None
         self.baseline()  # without one, the after capture has nothing to be compared with
         self.migrated()
+        compacted = self.steady()
         staging = self.snapshot().staging.dbname
         started = time.monotonic()
         after = self._measuring("after")
         if self.reference is None:
-            compacted = compact_grown(after.conn, self._sizes_before, self.progress)
             where = f"{staging} after migrating; {self.no_reference}"
             sides: tuple[Side, ...] = (after,)
         else:
-            self.progress(f"cloning the snapshot as {self.reference.name}, the un-migrated copy")
-            before = self.reference.make(self._reference_session)
-            compacted = compact_grown(after.conn, table_sizes(before), self.progress)
             where = f"{staging}, migrated, and {self.reference.name}, its un-migrated copy"
-            sides = (Side("before", before), after)
-        prepared = time.monotonic() - started
+            sides = (self._before_side(), after)
+        prepared = self.steady_s + time.monotonic() - started
         return self.performance.capture("after", sides, where, compacted, prepared)
 
     def _measuring(self, name: str) -> Side:

@@ -77,6 +77,9 @@ class Point:
     index: int
     key: str
     found: list[Found]
+    # The last migration's point, made after the after phase's VACUUM ANALYZE and compaction:
+    # the tables it compacted (see performance.compaction.Compacted); None: made before them.
+    steady: list[dict[str, object]] | None = None
 
     def comment(self) -> str:
         return PREFIX + json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
@@ -148,6 +151,7 @@ def outcome_document(outcome: Outcome) -> dict[str, object]:
         "resumed_after": outcome.resumed_after,
         "notes": list(outcome.notes),
         "lock_timeouts": len(outcome.attempts),
+        "recorded_by": outcome.recorded_by,
     }
 
 
@@ -163,6 +167,7 @@ def cached_outcome(migration: Migration, point: Found) -> Outcome:
         resumed_after=int(str(data.get("resumed_after", 0))),
         notes=tuple(str(n) for n in notes) if isinstance(notes, list) else (),
         cached_from=point.run,
+        recorded_by=str(data["recorded_by"]) if data.get("recorded_by") else None,
     )
 
 

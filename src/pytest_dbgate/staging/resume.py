@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -17,6 +17,7 @@ from pytest_dbgate.core.record import run_label
 from pytest_dbgate.migrations.outcomes import Outcome
 from pytest_dbgate.migrations.parse import Migration
 from pytest_dbgate.observe.timeline import LockReport
+from pytest_dbgate.performance.compaction import Compacted
 from pytest_dbgate.pg.databases import create_gate_database, drop_gate_database
 from pytest_dbgate.refresh.cache import cache_name
 from pytest_dbgate.staging.points import (
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from pytest_dbgate.config.model import GateConfig
     from pytest_dbgate.core.results import Progress
     from pytest_dbgate.core.run import Database
+    from pytest_dbgate.migrations.runner import Runner
     from pytest_dbgate.performance.capture import Performance
     from pytest_dbgate.performance.reference import Reference
     from pytest_dbgate.pg.connections import Conn
@@ -46,11 +48,11 @@ if TYPE_CHECKING:
 
 # How long the sessions the gate closed may take to leave the server before a copy is made.
 SETTLE_S = 5.0
-# A point is skipped only when copying the database would take more than this many times what
-# applying (under the watch) the migrations since the last point took: a re-run then applies
-# them again, which is cheaper. A point that costs a few times a quick migration still saves the
-# re-run its watch, its traffic and its verdicts.
-WORTH = 10
+# A point is made when applying (under the watch, with its traffic and verdicts) the migrations
+# since the last point took at least 1/WORTH of what the copy costs: every run that applies them
+# pays for the copy, and only a re-run that starts after them saves the time. The last
+# migration's point is always made (an unchanged re-run starts from it).
+WORTH = 2
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,10 @@ class RestorePoints:
     point_keys: list[str]  # each point's key, worked out once per run
     points_said: bool
     run_started: str
+    # The tables compacted in the steady point this run resumed from (see steady_for_point);
+    # None when it resumed from none, or from one made before the after phase's preparation.
+    resumed_steady: list[Compacted] | None
+    steady_points: dict[int, list[dict[str, object]]]  # the steady points this run made
 
     def staging_server(self) -> Database:
         raise NotImplementedError
@@ -92,7 +98,16 @@ class RestorePoints:
     def snapshot(self) -> Snapshot:
         raise NotImplementedError
 
+    def runner(self) -> Runner:
+        raise NotImplementedError
+
     def staging_connection(self, purpose: str = "check") -> Conn:
+        raise NotImplementedError
+
+    def steady_for_point(self) -> list[Compacted] | None:
+        """After the last migration, before its point is made: the after phase's preparation
+        (VACUUM ANALYZE, compaction), so that a re-run of the same release starts from a point
+        that needs none; the tables compacted, or None when the point is made without it."""
         raise NotImplementedError
 
     # -- when ------------------------------------------------------------------------------
@@ -136,10 +151,12 @@ class RestorePoints:
         there is one; the outcomes of the migrations it holds. Points that no longer fit are
         dropped (only the latest run's are kept)."""
         self.run_started = datetime.now(UTC).isoformat(timespec="seconds")
-        if not self.config.restore_points:
+        if self.config.restore_points == "off":
             self.no_points = "dbgate_restore_points = off"
         elif self.reference is None or self.config.migrate_command is not None:
             self.no_points = "no snapshot cache"
+        elif self.staging_server().throwaway:
+            self.no_points = "the staging server is thrown away when the run ends"
         if not self.points_kept():
             return []
         staging = self.staging_server()
@@ -152,12 +169,15 @@ class RestorePoints:
             if index > usable:
                 drop_gate_database(staging.conn, name, where)
         self.last_point = time.monotonic()
+        # Until this run has made one, a point costs what the snapshot's copy cost.
+        self.point_cost = self.snapshot().clone_seconds or 0.0
         if usable == 0:
             return []
         why = self.quiesce()
         if why:
             self.progress(f"not resuming from the restore points: {why}")
             return []
+        started = time.monotonic()
         create_gate_database(
             staging.conn,
             dbname,
@@ -167,6 +187,7 @@ class RestorePoints:
             file_copy=staging.embedded,
         )
         self.last_point = time.monotonic()
+        self.point_cost = self.last_point - started
         outcomes = []
         for index, found in enumerate(points[usable][1].found, start=1):
             migration = self.migrations[index - 1]
@@ -178,6 +199,9 @@ class RestorePoints:
                 self.lock_reports[migration.id] = report
                 if found.decided:
                     self.cached_locks[migration.id] = CachedLocks(found.run, found.measurements)
+        steady = points[usable][1].steady
+        if usable == len(self.migrations) and steady is not None:
+            self.resumed_steady = [Compacted(**c) for c in steady]  # type: ignore[arg-type]
         last = points[usable][1].found[-1]
         nxt = (
             f"applying from {self.migrations[usable].id}"
@@ -197,18 +221,31 @@ class RestorePoints:
         would cost far more than applying again since the last one; a new migrating session."""
         if self.points_kept():
             index = self.migrations.index(migration) + 1
-            report = self.lock_reports.get(migration.id)
-            self.found[index] = Found(
-                run=self.run_started,
-                migration=migration.id,
-                outcome=outcome_document(outcome),
-                sizes=dict(self.sizes_before.get(migration.version, {})),
-                report=report_document(report) if report is not None else None,
-            )
+            # A point holds what every migration up to it found, those this run did not apply
+            # (the copy had them already) included.
+            for earlier, done in enumerate(self.runner().outcomes_so_far[: index - 1], start=1):
+                self.found.setdefault(earlier, self._found(done))
+            self.found[index] = self._found(outcome)
             since = time.monotonic() - self.last_point
-            if since * WORTH >= self.point_cost or index == len(self.migrations):
+            if index == len(self.migrations):
+                steady = self.steady_for_point()
+                if steady is not None:
+                    self.steady_points[index] = [asdict(c) for c in steady]
+                self._keep_point(index)
+            elif since * WORTH >= self.point_cost or self.config.restore_points == "every":
                 self._keep_point(index)
         return self.staging_connection(purpose="migrate")
+
+    def _found(self, outcome: Outcome) -> Found:
+        migration = outcome.migration
+        report = self.lock_reports.get(migration.id)
+        return Found(
+            run=self.run_started,
+            migration=migration.id,
+            outcome=outcome_document(outcome),
+            sizes=dict(self.sizes_before.get(migration.version, {})),
+            report=report_document(report) if report is not None else None,
+        )
 
     def _keep_point(self, index: int) -> None:
         staging = self.staging_server()
@@ -243,7 +280,10 @@ class RestorePoints:
     def _point(self, index: int) -> Point:
         """The point after migration ``index``, holding what every migration up to it found."""
         return Point(
-            index, self.point_keys[index - 1], [self.found[i] for i in range(1, index + 1)]
+            index,
+            self.point_keys[index - 1],
+            [self.found[i] for i in range(1, index + 1)],
+            self.steady_points.get(index),
         )
 
     def locks_decided(self, migration: Migration, report: LockReport, measurements: str) -> None:

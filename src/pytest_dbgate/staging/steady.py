@@ -1,0 +1,123 @@
+"""Staging made steady for the after phase, once, and kept so in the last restore point.
+
+A backfill's dead rows are vacuumed on production soon after a deploy, and the space they leave
+is reused: neither is a regression of the release's queries, so the after phase measures
+staging vacuumed, analysed and with grown tables compacted (see
+:mod:`pytest_dbgate.performance.compaction`). That preparation is done once per run; when the
+last migration's restore point is made after it, a re-run of the same release starts from a
+state that needs none of it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
+
+import psycopg
+from psycopg import sql
+
+from pytest_dbgate.core.run import StepFailed
+from pytest_dbgate.observe.relations import touched_relations
+from pytest_dbgate.performance.compaction import Compacted, Table, compact_grown, table_sizes
+from pytest_dbgate.performance.sidebyside import Side
+
+if TYPE_CHECKING:
+    from pytest_dbgate.config.model import GateConfig
+    from pytest_dbgate.core.results import Progress
+    from pytest_dbgate.migrations.parse import Migration
+    from pytest_dbgate.performance.capture import Performance
+    from pytest_dbgate.performance.reference import Reference
+    from pytest_dbgate.pg.connections import Conn, Endpoint
+
+T = TypeVar("T")
+STEADY = "steady"  # the migrated copy vacuumed, analysed and compacted for the after phase
+REFERENCE = "reference"  # a session on the un-migrated copy
+
+
+class Steadying:
+    """A mixin of :class:`~pytest_dbgate.staging.gate.Gate`, which provides the state and the
+    steps declared here."""
+
+    config: GateConfig
+    progress: Progress
+    migrations: list[Migration]
+    performance: Performance | None
+    reference: Reference | None
+    resumed_steady: list[Compacted] | None
+    steady_s: float  # what making staging steady took, counted in the after capture
+    _sizes_before: dict[int, Table]  # without a reference: staging's, at baseline
+
+    if TYPE_CHECKING:  # Run's, which comes after this mixin: no stub may shadow it
+
+        def _once(self, step: str, work: Callable[[], T]) -> T: ...
+
+    def staging_connection(self, purpose: str = "check") -> Conn:
+        raise NotImplementedError
+
+    def _reference_session(self, endpoint: Endpoint) -> Conn:
+        raise NotImplementedError
+
+    def steady(self) -> list[Compacted]:
+        """Staging vacuumed, analysed and compacted, once: the tables compacted."""
+        return self._once(STEADY, self._make_steady)
+
+    def steady_for_point(self) -> list[Compacted] | None:
+        if self.performance is None or self.config.post_migrate_command is not None:
+            return None  # nothing to prepare, or the command changes staging after the point
+        try:
+            return self.steady()
+        except (StepFailed, psycopg.Error):
+            return None  # the after items say why
+
+    def _make_steady(self) -> list[Compacted]:
+        if self.resumed_steady is not None:
+            self.progress(
+                "the restore point is vacuumed, analysed and compacted as the run that made it "
+                "left it: not again"
+            )
+            return self.resumed_steady
+        started = time.monotonic()
+        conn = self.staging_connection(purpose="vacuum")
+        self._vacuum_touched(conn)
+        before = (
+            table_sizes(self._before_side().conn)
+            if self.reference is not None
+            else self._sizes_before
+        )
+        compacted = compact_grown(conn, before, self.progress)
+        self.steady_s = time.monotonic() - started
+        return compacted
+
+    def _before_side(self) -> Side:
+        """A session on the un-migrated copy, made (or found kept) on first use."""
+        assert self.reference is not None
+        reference = self.reference
+        return self._once(
+            REFERENCE,
+            lambda: Side("before", reference.make(self._reference_session, self.progress)),
+        )
+
+    def _vacuum_touched(self, conn: Conn) -> None:
+        """VACUUM ANALYZE what the release touched (the cached snapshot was vacuumed and
+        analysed before it was kept, so the rest is steady already); everything, when the
+        project's own tool migrated and what it touched is not known."""
+        if self.config.migrate_command is not None:
+            self.progress("VACUUM ANALYZE on staging before measuring the after phase")
+            conn.execute("VACUUM (ANALYZE)")
+            return
+        names = list(dict.fromkeys(r for m in self.migrations for r in touched_relations(m)))
+        rows = conn.execute(
+            "SELECT DISTINCT n.nspname, c.relname FROM unnest(%s::text[]) AS t(name)"
+            " JOIN pg_class c ON c.oid = to_regclass(t.name)"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'm')",
+            (names,),
+        ).fetchall()
+        tables = [sql.Identifier(str(schema), str(name)) for schema, name in rows]
+        if not tables:
+            return
+        self.progress(
+            f"VACUUM ANALYZE on the {len(tables)} table(s) the release touched, before "
+            "measuring the after phase"
+        )
+        conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.SQL(", ").join(tables)))
