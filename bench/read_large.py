@@ -32,8 +32,16 @@ REPO = Path(__file__).resolve().parents[1]
 READ = """
 import sys, time
 from pathlib import Path
-from pytest_dbgate.lint.engine import lint
-from pytest_dbgate.migrations.parse import discover
+try:  # this version: squawk and the gate's own rules, on the parsed release
+    from pytest_dbgate.lint import squawk
+    from pytest_dbgate.lint.engine import Lint
+    from pytest_dbgate.migrations.parse import discover
+
+    def lint(migrations):
+        return Lint.read(migrations, squawk.SquawkConfig(None)).findings(None)
+except ImportError:  # before the restructure (issue 17): flat modules
+    from pytest_dbgate.lint import lint
+    from pytest_dbgate.migrations import discover
 started = time.monotonic()
 migrations = discover(Path(sys.argv[1]))
 lint(migrations)
@@ -67,7 +75,10 @@ def timed(argv: list[str], cwd: Path, src: Path, timeout: float) -> str:
     wall = time.monotonic() - started
     if proc.returncode not in (0, 1):
         return f"error {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-200:]}"
-    return proc.stdout.strip().splitlines()[-1] if argv[1] == "-c" else f"{wall:.2f}"
+    if argv[1] != "-c":
+        return f"{wall:.2f}"
+    lines = proc.stdout.strip().splitlines()
+    return lines[-1] if lines else f"error: {proc.stderr.strip()[-200:]}"
 
 
 def main() -> None:
