@@ -392,9 +392,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "restore_points",
         "staging: keep the staging database after each migration (on the staging server, beside "
-        "the cached snapshot), so a re-run starts after the last unchanged migration: on (where "
-        "the migrations since the last point took at least half what the copy costs, and after "
-        "the last), every (after each migration), or off (default: {default})",
+        "the cached snapshot), so a re-run starts after the last unchanged migration: on (unless "
+        "the copy costs over ten times what the migrations since the last point took; always "
+        "after the last), every (after each migration), or off (default: {default})",
         metavar="ON|EVERY|OFF",
         default="on",
     ),

@@ -48,11 +48,13 @@ if TYPE_CHECKING:
 
 # How long the sessions the gate closed may take to leave the server before a copy is made.
 SETTLE_S = 5.0
-# A point is made when applying (under the watch, with its traffic and verdicts) the migrations
-# since the last point took at least 1/WORTH of what the copy costs: every run that applies them
-# pays for the copy, and only a re-run that starts after them saves the time. The last
-# migration's point is always made (an unchanged re-run starts from it).
-WORTH = 2
+# A point is skipped only when copying the database would take more than this many times what
+# applying (under the watch) the migrations since the last point took: a re-run then applies
+# them again, which is cheaper. A point that costs a few times a quick migration still saves the
+# loop a team lives in (fix the failing migration, run again) its watch, traffic and verdicts,
+# and makes that re-run apply only the fixed migration. The last migration's point is always
+# made (an unchanged re-run starts from it).
+WORTH = 10
 
 
 @dataclass(frozen=True)
