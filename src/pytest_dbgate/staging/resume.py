@@ -35,14 +35,11 @@ from pytest_dbgate.staging.points import (
     total_bytes,
     usable_point,
 )
+from pytest_dbgate.staging.shared import GatePart
 
 if TYPE_CHECKING:
-    from pytest_dbgate.config.model import GateConfig
-    from pytest_dbgate.core.results import Progress
     from pytest_dbgate.core.run import Database
     from pytest_dbgate.migrations.runner import Runner
-    from pytest_dbgate.performance.capture import Performance
-    from pytest_dbgate.performance.reference import Reference
     from pytest_dbgate.pg.connections import Conn
     from pytest_dbgate.refresh.restore import Snapshot
 
@@ -65,15 +62,9 @@ class CachedLocks:
     measurements: str
 
 
-class RestorePoints:
-    """A mixin of :class:`~pytest_dbgate.staging.gate.Gate`, which provides the state and the
-    steps declared here."""
+class RestorePoints(GatePart):
+    """The gate's restore points."""
 
-    config: GateConfig
-    progress: Progress
-    migrations: list[Migration]
-    performance: Performance | None
-    reference: Reference | None
     lock_reports: dict[str, LockReport]
     decided_locks: dict[str, LockReport]
     sizes_before: dict[str, dict[str, int]]

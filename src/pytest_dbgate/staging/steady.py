@@ -22,13 +22,9 @@ from pytest_dbgate.core.run import StepFailed
 from pytest_dbgate.observe.relations import touched_relations
 from pytest_dbgate.performance.compaction import Compacted, Table, compact_grown, table_sizes
 from pytest_dbgate.performance.sidebyside import Side
+from pytest_dbgate.staging.shared import GatePart
 
 if TYPE_CHECKING:
-    from pytest_dbgate.config.model import GateConfig
-    from pytest_dbgate.core.results import Progress
-    from pytest_dbgate.migrations.parse import Migration
-    from pytest_dbgate.performance.capture import Performance
-    from pytest_dbgate.performance.reference import Reference
     from pytest_dbgate.pg.connections import Conn, Endpoint
 
 T = TypeVar("T")
@@ -36,15 +32,9 @@ STEADY = "steady"  # the migrated copy vacuumed, analysed and compacted for the 
 REFERENCE = "reference"  # a session on the un-migrated copy
 
 
-class Steadying:
-    """A mixin of :class:`~pytest_dbgate.staging.gate.Gate`, which provides the state and the
-    steps declared here."""
+class Steadying(GatePart):
+    """The gate's preparation of the after phase."""
 
-    config: GateConfig
-    progress: Progress
-    migrations: list[Migration]
-    performance: Performance | None
-    reference: Reference | None
     resumed_steady: list[Compacted] | None
     steady_s: float  # what making staging steady took, counted in the after capture
     _sizes_before: dict[int, Table]  # without a reference: staging's, at baseline
