@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
 
-from .conftest import Project
+from pytest_dbgate.pg.connections import Endpoint, connection
+
+from .conftest import PROJECTS, Project
 
 CLEANUP = "20250115160002_fix_recipe_category_fields_cleanup"
 ADD_COLUMN = "20250115150100_add_recipes_category_id"
@@ -114,3 +117,53 @@ def test_an_unchanged_release_resumes_from_a_point_made_steady_for_the_after_pha
         summaries(demo)["dbgate::after::after_captured"].split("compacted first: ")[1]
         == (compacted.split("compacted first: ")[1])
     )
+
+
+def test_a_half_made_point_is_swept_and_turning_points_off_gives_their_disk_back(
+    perf_project: Project, staging_server: Endpoint
+) -> None:
+    perf_project.migrations(PROJECTS / "perf" / "safe").ini(dbgate_restore_points="on")
+    with connection(staging_server, "test", "test") as conn:
+        # What a run killed while copying leaves: the gate's database, but no point in it.
+        conn.execute("DROP DATABASE IF EXISTS dbgate_perf_point0007")
+        conn.execute("CREATE DATABASE dbgate_perf_point0007")
+        conn.execute(
+            "COMMENT ON DATABASE dbgate_perf_point0007 IS "
+            "'created by pytest-dbgate: disposable staging copy'"
+        )
+    assert perf_project.run().ret == 0
+    assert points_on(staging_server) == ["dbgate_perf_point0001"]
+
+    off = perf_project.ini(dbgate_restore_points="off").run("-s")
+    assert off.ret == 0
+    assert "dropped the 1 restore point(s) an earlier run kept (" in off.stdout.str()
+    assert points_on(staging_server) == []
+
+
+def points_on(server: Endpoint) -> list[str]:
+    with connection(server, "test", "test") as conn:
+        rows = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'dbgate\\_perf\\_point%' ORDER BY 1"
+        ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def test_a_post_migrate_command_added_later_gets_the_after_phase_prepared_again(
+    perf_project: Project,
+) -> None:
+    """The last point was prepared for the after phase by a run without the command; the command
+    runs after the point and may change what it holds, so it is prepared again."""
+    perf_project.migrations(PROJECTS / "perf" / "safe").ini(dbgate_restore_points="on")
+    assert perf_project.run().ret == 0
+    (perf_project.path / "touch.py").write_text(
+        "import os, psycopg\n"
+        "with psycopg.connect(os.environ['DATABASE_URL'], autocommit=True) as conn:\n"
+        "    conn.execute('UPDATE events SET kind = kind')\n"
+    )
+    perf_project.ini(dbgate_post_migrate_command=f"{sys.executable} touch.py")
+    again = perf_project.run("-s")
+    assert again.ret == 0, again.stdout.str()
+    out = again.stdout.str()
+    assert "nothing left to apply" in out
+    assert "as the run that made it left it: not again" not in out
+    assert "VACUUM FULL on public.events" in out, "the command's update doubled the table"

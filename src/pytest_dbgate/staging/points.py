@@ -99,17 +99,32 @@ class Point:
 
 def read_points(conn: Conn, dbname: str) -> dict[int, tuple[str, Point]]:
     """The points the gate kept for ``dbname``, by index: (database name, point)."""
+    found: dict[int, tuple[str, Point]] = {}
+    for name, comment in _named_as_points(conn, dbname):
+        point = Point.parse(comment)
+        if point is not None and name == point_name(dbname, point.index):
+            found[point.index] = (name, point)
+    return found
+
+
+def stray_points(conn: Conn, dbname: str) -> list[str]:
+    """Databases the gate made under a point's name that hold no finished point: a run killed
+    while copying, or before it wrote the point's comment. Nothing can resume from them."""
+    kept = {name for name, _ in read_points(conn, dbname).values()}
+    return [
+        name
+        for name, comment in _named_as_points(conn, dbname)
+        if name not in kept and comment.startswith(MARKER)
+    ]
+
+
+def _named_as_points(conn: Conn, dbname: str) -> list[tuple[str, str]]:
     rows = conn.execute(
         "SELECT datname, coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database"
         " WHERE starts_with(datname, %s)",
         (f"{dbname[:48]}_point",),
     ).fetchall()
-    found: dict[int, tuple[str, Point]] = {}
-    for name, comment in rows:
-        point = Point.parse(str(comment))
-        if point is not None and str(name) == point_name(dbname, point.index):
-            found[point.index] = (str(name), point)
-    return found
+    return [(str(name), str(comment)) for name, comment in rows]
 
 
 def usable_point(points: dict[int, tuple[str, Point]], keys: Sequence[str]) -> int:

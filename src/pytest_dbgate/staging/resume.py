@@ -32,6 +32,7 @@ from pytest_dbgate.staging.points import (
     read_points,
     report_document,
     report_from,
+    stray_points,
     total_bytes,
     usable_point,
 )
@@ -150,11 +151,15 @@ class RestorePoints(GatePart):
             self.no_points = "no snapshot cache"
         elif self.staging_server().throwaway:
             self.no_points = "the staging server is thrown away when the run ends"
+        if self.config.restore_points == "off":
+            self._drop_points("dbgate_restore_points = off")
         if not self.points_kept():
             return []
         staging = self.staging_server()
         dbname = self.snapshot().staging.dbname
         where = staging.endpoint.display()
+        for name in stray_points(staging.conn, dbname):
+            drop_gate_database(staging.conn, name, where)
         points = read_points(staging.conn, dbname)
         keys = self.point_keys = self._point_keys()
         usable = usable_point(points, keys)
@@ -206,6 +211,22 @@ class RestorePoints(GatePart):
             f"{run_label(last.run)}, whose restore point {usable} is now staging; {nxt}"
         )
         return outcomes
+
+    def _drop_points(self, why: str) -> None:
+        """Points an earlier run kept, when this one keeps none: their disk is given back."""
+        staging = self.staging_server()
+        dbname = self.snapshot().staging.dbname
+        names = [n for n, _ in read_points(staging.conn, dbname).values()]
+        names += stray_points(staging.conn, dbname)
+        if not names:
+            return
+        size = total_bytes(staging.conn, names)
+        for name in names:
+            drop_gate_database(staging.conn, name, staging.endpoint.display())
+        self.progress(
+            f"dropped the {len(names)} restore point(s) an earlier run kept ({size / 1e6:,.1f} "
+            f"MB): {why}"
+        )
 
     # -- keeping ----------------------------------------------------------------------------
 

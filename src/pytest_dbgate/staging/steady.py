@@ -62,7 +62,8 @@ class Steadying(GatePart):
             return None  # the after items say why
 
     def _make_steady(self) -> list[Compacted]:
-        if self.resumed_steady is not None:
+        # A post-migrate command runs after the point was made and may change what it holds.
+        if self.resumed_steady is not None and self.config.post_migrate_command is None:
             self.progress(
                 "the restore point is vacuumed, analysed and compacted as the run that made it "
                 "left it: not again"
