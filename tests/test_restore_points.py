@@ -167,3 +167,30 @@ def test_a_post_migrate_command_added_later_gets_the_after_phase_prepared_again(
     assert "nothing left to apply" in out
     assert "as the run that made it left it: not again" not in out
     assert "VACUUM FULL on public.events" in out, "the command's update doubled the table"
+
+
+def test_an_un_migrated_copy_that_cannot_be_made_fails_the_performance_stage_alone(
+    perf_project: Project,
+) -> None:
+    """The copy is made while staging is prepared for the after phase; when it cannot be (a full
+    disk, here injected), the after tests still run, the after capture says why, and the last
+    point is not taken for one prepared (a re-run prepares it again)."""
+    perf_project.migrations(PROJECTS / "perf" / "safe").ini(dbgate_restore_points="on")
+    perf_project.pytester.makeconftest(
+        "from pytest_dbgate.core.errors import PerformanceError\n"
+        "from pytest_dbgate.performance import reference\n\n"
+        "FULL = 'could not extend file: No space left on device'\n\n"
+        "def fail(self, connect, progress):\n"
+        "    raise PerformanceError.no_reference(FULL)\n\n"
+        "reference.Reference.make = fail\n"
+    )
+    full = perf_project.run("-rA")
+    assert full.ret == pytest.ExitCode.TESTS_FAILED
+    full.stdout.fnmatch_lines(["PASSED test_events.py::test_account_has_events[[]after[]]"])
+    full.stdout.fnmatch_lines(["after *after_captured *FAILED *the un-migrated copy *"])
+    assert "During handling" not in full.stdout.str()
+    (perf_project.path / "conftest.py").unlink()
+    again = perf_project.run("-s")
+    assert again.ret == 0, again.stdout.str()
+    assert "as the run that made it left it: not again" not in again.stdout.str()
+    assert "cloning the snapshot as dbgate_perf_before" in again.stdout.str()

@@ -18,7 +18,12 @@ def blocked(gate: Run, failed: StepFailed, item: Reporter) -> NoReturn:
     owner = gate.owner(failed.step)
     if owner is not None and owner is not item and owner in gate.selected:
         pytest.skip(f"not run: {owner.nodeid} failed")
-    pytest.fail(failed.message, pytrace=False)
+    try:
+        pytest.fail(failed.message, pytrace=False)
+    except pytest.fail.Exception as outcome:
+        # Called while the step's failure is being handled: without this, the report would
+        # show that failure, "During handling of the above exception", and the same again.
+        raise outcome from None
 
 
 def require(gate: Run, step: str, item: Reporter) -> None:

@@ -37,6 +37,7 @@ class Steadying(GatePart):
 
     resumed_steady: list[Compacted] | None
     steady_s: float  # what making staging steady took, counted in the after capture
+    steady_whole: bool  # vacuumed and compacted against the un-migrated copy: a point may keep it
     _sizes_before: dict[int, Table]  # without a reference: staging's, at baseline
 
     if TYPE_CHECKING:  # Run's, which comes after this mixin: no stub may shadow it
@@ -57,9 +58,10 @@ class Steadying(GatePart):
         if self.performance is None or self.config.post_migrate_command is not None:
             return None  # nothing to prepare, or the command changes staging after the point
         try:
-            return self.steady()
+            compacted = self.steady()
         except (StepFailed, psycopg.Error):
             return None  # the after items say why
+        return compacted if self.steady_whole else None
 
     def _make_steady(self) -> list[Compacted]:
         # A post-migrate command runs after the point was made and may change what it holds.
@@ -76,13 +78,21 @@ class Steadying(GatePart):
             side = pool.submit(self._before_side) if self.reference is not None else None
             conn = self.staging_connection(purpose="vacuum")
             self._vacuum_touched(conn)
-            before = table_sizes(side.result().conn) if side is not None else self._sizes_before
+            before, whole = self._sizes_before, True
+            if side is not None:
+                try:
+                    before = table_sizes(side.result().conn)
+                except StepFailed:
+                    # No copy to compare sizes with (the after capture says why the copy could
+                    # not be made): nothing is compacted, and the point is not made steady.
+                    before, whole = {}, False
         compacted = compact_grown(conn, before, self.progress)
         self.steady_s = time.monotonic() - started
+        self.steady_whole = whole
         return compacted
 
     def _before_side(self) -> Side:
-        """A session on the un-migrated copy, made (or found kept) on first use."""
+        """A session on the un-migrated copy, made on first use."""
         assert self.reference is not None
         reference = self.reference
         return self._once(
