@@ -131,6 +131,9 @@ def test_a_half_made_point_is_swept_and_turning_points_off_gives_their_disk_back
             "COMMENT ON DATABASE dbgate_perf_point0007 IS "
             "'created by pytest-dbgate: disposable staging copy'"
         )
+        # And what one killed while the server copied leaves: a name of its own, no mark yet.
+        conn.execute("DROP DATABASE IF EXISTS dbgate_perf_point0002_tmp0a1b2c")
+        conn.execute("CREATE DATABASE dbgate_perf_point0002_tmp0a1b2c")
     assert perf_project.run().ret == 0
     assert points_on(staging_server) == ["dbgate_perf_point0001"]
 
@@ -170,27 +173,75 @@ def test_a_post_migrate_command_added_later_gets_the_after_phase_prepared_again(
 
 
 def test_an_un_migrated_copy_that_cannot_be_made_fails_the_performance_stage_alone(
-    perf_project: Project,
+    perf_project: Project, staging_server: Endpoint
 ) -> None:
-    """The copy is made while staging is prepared for the after phase; when it cannot be (a full
-    disk, here injected), the after tests still run, the after capture says why, and the last
-    point is not taken for one prepared (a re-run prepares it again)."""
+    """The copy is made while staging is prepared for the after phase; when it cannot be (here: a
+    database of someone else holds its name), the after tests still run, the after capture says
+    why, and the last point is not taken for one prepared (a re-run prepares it again)."""
     perf_project.migrations(PROJECTS / "perf" / "safe").ini(dbgate_restore_points="on")
-    perf_project.pytester.makeconftest(
-        "from pytest_dbgate.core.errors import PerformanceError\n"
-        "from pytest_dbgate.performance import reference\n\n"
-        "FULL = 'could not extend file: No space left on device'\n\n"
-        "def fail(self, connect, progress):\n"
-        "    raise PerformanceError.no_reference(FULL)\n\n"
-        "reference.Reference.make = fail\n"
-    )
-    full = perf_project.run("-rA")
+    with connection(staging_server, "test", "test") as conn:
+        conn.execute("DROP DATABASE IF EXISTS dbgate_perf_before WITH (FORCE)")
+        conn.execute("CREATE DATABASE dbgate_perf_before")  # not the gate's: left alone
+    full = perf_project.run("-rA", "--dbgate-refresh")  # no point of an earlier test to start from
     assert full.ret == pytest.ExitCode.TESTS_FAILED
     full.stdout.fnmatch_lines(["PASSED test_events.py::test_account_has_events[[]after[]]"])
-    full.stdout.fnmatch_lines(["after *after_captured *FAILED *the un-migrated copy *"])
+    full.stdout.fnmatch_lines(["after *after_captured *FAILED *dbgate_perf_before*"])
     assert "During handling" not in full.stdout.str()
-    (perf_project.path / "conftest.py").unlink()
+    with connection(staging_server, "test", "test") as conn:
+        conn.execute("DROP DATABASE dbgate_perf_before")
     again = perf_project.run("-s")
     assert again.ret == 0, again.stdout.str()
     assert "as the run that made it left it: not again" not in again.stdout.str()
     assert "cloning the snapshot as dbgate_perf_before" in again.stdout.str()
+
+
+def test_a_before_phase_that_commits_a_write_keeps_no_points(perf_project: Project) -> None:
+    """What the before phase commits is on the copy the migrations meet; a point made by another
+    run would not hold it, and one made now would hold it for runs whose before phase differs."""
+    perf_project.migrations(PROJECTS / "perf" / "safe").ini(dbgate_restore_points="on")
+    assert perf_project.run("--dbgate-refresh").ret == 0  # points of its own
+    perf_project.pytester.makepyfile(
+        test_old_writes=(
+            "import psycopg, pytest\n\n"
+            "@pytest.mark.dbgate_phase('before')\n"
+            "def test_the_old_release_writes(dbgate_url):\n"
+            "    with psycopg.connect(dbgate_url, autocommit=True) as conn:\n"
+            "        conn.execute(\"INSERT INTO events VALUES (999999, 4999, 'view', 'old')\")\n"
+        )
+    )
+    wrote = perf_project.run("-s")
+    assert wrote.ret == 0, wrote.stdout.str()
+    out = wrote.stdout.str()
+    assert "no restore points in this run: 1 transaction(s) committed on the staging server" in out
+    assert applied_in(wrote) == ["1_add_event_note"], "applied afresh, not resumed"
+
+
+def test_a_migration_added_after_the_last_does_not_start_from_its_prepared_point(
+    perf_project: Project,
+) -> None:
+    """The last point is vacuumed and compacted for the after phase; a migration appended to the
+    release must meet the tables as the migrations left them, as on production."""
+    perf_project.migrations(PROJECTS / "perf" / "safe").ini(dbgate_restore_points="on")
+    assert perf_project.run("--dbgate-refresh").ret == 0
+    (perf_project.path / "migrations" / "2_index_event_kind.sql").write_text(
+        "CREATE INDEX CONCURRENTLY events_kind_idx ON events (kind);\n"
+    )
+    appended = perf_project.run("-s")
+    assert appended.ret == 0, appended.stdout.str()
+    assert applied_in(appended) == ["1_add_event_note", "2_index_event_kind"]
+
+
+def test_the_same_files_read_in_another_layout_start_from_scratch(
+    perf_project: Project,
+) -> None:
+    """A dbmate file read as flat runs its down section too: other statements, other points."""
+    folder = perf_project.path / "migrations"
+    folder.mkdir(exist_ok=True)
+    (folder / "20250101000000_add_note.sql").write_text(
+        "-- migrate:up\nALTER TABLE events ADD COLUMN note text;\n\n"
+        "-- migrate:down\nALTER TABLE events DROP COLUMN note;\n"
+    )
+    perf_project.ini(dbgate_restore_points="on", dbgate_max_regression="off")
+    assert perf_project.run("--dbgate-refresh").ret == 0
+    flat = perf_project.run("-s", "--dbgate-layout=flat")
+    assert applied_in(flat) == ["20250101000000_add_note"], "not resumed from the dbmate run"

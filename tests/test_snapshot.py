@@ -403,3 +403,21 @@ def test_a_dump_file_judges_lint_findings_by_the_rows_it_restores(
     assert "-1 rows" not in from_file.stdout.str()
     restored = items["snapshot_restored"]["figures"]
     assert isinstance(restored, dict) and restored["rows_source"] == "not counted"
+
+
+def test_restore_points_of_one_dump_file_do_not_serve_another_of_the_same_moment(
+    deploy_project: Project, deploy_db: Endpoint, binaries: PgBinaries
+) -> None:
+    """Two dump files made in the same second (or copied keeping their time): the points of one
+    are not the other's, whatever their dates say."""
+    project = deploy_project.ini(dbgate_restore_points="every")
+    first = _dump(deploy_db, binaries, project.path / "a.sql", "plain")
+    second = project.path / "b.sql"
+    second.write_text("-- another day's dump\n" + first.read_text())
+    stamp = first.stat().st_mtime
+    os.utime(second, (stamp, stamp))
+    assert project.run("--dbgate-snapshot=a.sql").ret == 0
+    other = project.run("--dbgate-snapshot=b.sql", "-s")
+    assert other.ret == 0, other.stdout.str()
+    other.stdout.fnmatch_lines(["*taking a new snapshot (the cached snapshot is of another dump*"])
+    assert "resuming after" not in other.stdout.str()

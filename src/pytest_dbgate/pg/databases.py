@@ -3,6 +3,7 @@ never anyone else's dropped."""
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import dataclass
 
@@ -90,13 +91,19 @@ def create_gate_database(
     quicker than writing every block to the WAL where a checkpoint costs little (the embedded
     servers, which run without fsync)."""
     drop_gate_database(conn, dbname, where)
+    sweep_half_made(conn, dbname)
+    # Made under a name of its own, marked, then renamed: a run killed while the server copies
+    # (which it finishes even when the client is gone) leaves a database only that name can
+    # belong to, which the next run sweeps; never one under the final name that carries no
+    # mark, which the gate would have to refuse to touch.
+    making = f"{dbname[:52]}{HALF_MADE}{secrets.token_hex(3)}"
     if template is None:
         create = sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING {}").format(
-            sql.Identifier(dbname), sql.Literal(encoding)
+            sql.Identifier(making), sql.Literal(encoding)
         )
     else:
         create = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            sql.Identifier(dbname), sql.Identifier(template)
+            sql.Identifier(making), sql.Identifier(template)
         )
         if file_copy and conn.info.server_version >= 150000:
             create += sql.SQL(" STRATEGY FILE_COPY")
@@ -113,12 +120,69 @@ def create_gate_database(
             time.sleep(0.1)
     conn.execute(
         sql.SQL("COMMENT ON DATABASE {} IS {}").format(
-            sql.Identifier(dbname), sql.Literal(f"{MARKER}: {comment}")
+            sql.Identifier(making), sql.Literal(f"{MARKER}: {comment}")
         )
     )
     # Every session there, autovacuum's included, analyses with the stable sample.
     conn.execute(
         sql.SQL("ALTER DATABASE {} SET default_statistics_target = {}").format(
-            sql.Identifier(dbname), sql.Literal(STATISTICS_TARGET)
+            sql.Identifier(making), sql.Literal(STATISTICS_TARGET)
         )
     )
+    conn.execute(
+        sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+            sql.Identifier(making), sql.Identifier(dbname)
+        )
+    )
+
+
+# A database being made: <up to 52 characters of its final name>_tmp<6 hex digits>.
+HALF_MADE = "_tmp"
+
+
+def sweep_half_made(conn: psycopg.Connection[tuple[object, ...]], final: str) -> list[str]:
+    """Drop the databases killed runs left half-made on their way to be ``final`` (a regular
+    expression when it starts with ``^``, else the name itself): their names, a gate database's
+    name and a random suffix, are the gate's alone, and the gate lock keeps a live run of the
+    same target from making one meanwhile."""
+    pattern = final[1:] if final.startswith("^") else regex_literal(final[:52])
+    rows = conn.execute(
+        "SELECT datname FROM pg_database WHERE datname ~ %s",
+        (f"^{pattern}{HALF_MADE}[0-9a-f]{{6}}$",),
+    ).fetchall()
+    names = [str(r[0]) for r in rows]
+    for name in names:
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    return names
+
+
+def regex_literal(text: str) -> str:
+    """``text`` as a PostgreSQL regular expression that matches it alone."""
+    return "".join(c if c.isalnum() or c == "_" else "\\" + c for c in text)
+
+
+# Transactions are numbered across the server; the next number is where "since" starts.
+NEXT_XID = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint"
+# Past this many transactions, counting which committed is not worth it: say "many".
+XID_SCAN_LIMIT = 100_000
+
+
+def next_xid(conn: psycopg.Connection[tuple[object, ...]]) -> int:
+    """The number the server's next writing transaction will get (reading assigns none)."""
+    row = conn.execute(NEXT_XID).fetchone()
+    assert row is not None and isinstance(row[0], int)
+    return row[0]
+
+
+def committed_since(conn: psycopg.Connection[tuple[object, ...]], start: int) -> int | None:
+    """How many transactions that wrote committed on the server since ``start`` (see
+    :func:`next_xid`), anywhere on it; ``None`` when too many to count."""
+    end = next_xid(conn)
+    if end - start > XID_SCAN_LIMIT:
+        return None
+    row = conn.execute(
+        "SELECT count(*) FROM generate_series(%s::bigint, %s::bigint - 1) AS x"
+        " WHERE pg_xact_status(x::text::xid8) = 'committed'",
+        (start, end),
+    ).fetchone()
+    return int(row[0]) if row and isinstance(row[0], int) else None

@@ -57,6 +57,11 @@ class Key:
     database: str
     schema: str
 
+    @property
+    def identity(self) -> str:
+        """The key as one string, for what depends on exactly this snapshot."""
+        return f"{self.system_identifier}\0{self.database}\0{self.schema}"
+
     @classmethod
     def of(cls, source: Conn, system_identifier: str | None, database: str) -> Key:
         row = source.execute(FINGERPRINT).fetchone()

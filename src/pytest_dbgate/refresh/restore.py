@@ -86,6 +86,9 @@ class Snapshot:
     # What copying the cached snapshot into the staging database took: what a restore point,
     # a copy of the same size, costs.
     clone_seconds: float | None = None
+    # What the cached snapshot stands for (the source's identity, or the dump file's checksum):
+    # a restore point is of this snapshot only.
+    cache_key: str | None = None
 
     @property
     def mismatched(self) -> tuple[TableCount, ...]:

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+import psycopg
+
 from pytest_dbgate.config.model import GateConfig
 from pytest_dbgate.core.commands import run_command
 from pytest_dbgate.core.errors import DbgateError, ProvisioningError, SafetyError
@@ -24,6 +26,7 @@ from pytest_dbgate.pg.connections import Endpoint, connect, connection
 from pytest_dbgate.pg.databases import (
     create_gate_database,
     gate_database_name,
+    next_xid,
     server_identity,
 )
 from pytest_dbgate.pg.gatelock import client_tag, take_gate_lock
@@ -50,6 +53,9 @@ class Refreshing:
     dump: DumpFile | None
     reference: Reference | None
     no_reference: str
+    # The staging server's next transaction number once the staging copy was made: what the
+    # before phase wrote is told from it (see staging.resume).
+    staging_xid: int | None
     _stack: contextlib.ExitStack
     _swept: bool
 
@@ -179,12 +185,28 @@ class Refreshing:
             staging.conn, dbname, where, origin.encoding, template=cache, file_copy=staging.embedded
         )
         clone_seconds = time.monotonic() - started
+        self._mark_copy_made(staging.endpoint.with_dbname(dbname))
         self.progress(
             f"kept the snapshot as {cache}; cloned it into {dbname} in {clone_seconds:.1f}s"
         )
         return dataclasses.replace(
-            fresh, staging=staging.endpoint.with_dbname(dbname), clone_seconds=clone_seconds
+            fresh,
+            staging=staging.endpoint.with_dbname(dbname),
+            clone_seconds=clone_seconds,
+            cache_key=sealed.key.identity,
         )
+
+    def _mark_copy_made(self, copy: Endpoint) -> None:
+        """What the gate itself writes to the staging copy before the before phase (the
+        pg_stat_statements extension the performance stage reads), then the server's next
+        transaction number: whatever commits after it is the before phase's doing."""
+        if self.config.performance:
+            try:
+                with connection(copy, "staging", self.config.staging_url_setting) as conn:
+                    conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            except (psycopg.Error, DbgateError):
+                pass  # the performance stage says why when it starts
+        self.staging_xid = next_xid(self.staging_server().conn)
 
     def _reference(self, dbname: str, cached: Cached, encoding: str) -> None:
         """The snapshot's un-migrated copy, for the after phase to measure staging against."""
@@ -275,6 +297,7 @@ class Refreshing:
             for (schema, table), rows in cached.counts.items()
         )
         self.progress(f"cloned in {clone_seconds:.1f}s")
+        self._mark_copy_made(endpoint)
         return Snapshot(
             endpoint,
             tables,
@@ -286,6 +309,7 @@ class Refreshing:
             taken_at=cached.taken_at,
             from_file=from_file,
             clone_seconds=clone_seconds,
+            cache_key=cached.key.identity,
         )
 
 

@@ -112,6 +112,7 @@ class Gate(StagingLint, Steadying, RestorePoints, Refreshing, Run):
         self.steady_points: dict[int, list[dict[str, object]]] = {}
         self.steady_s = 0.0  # what making staging steady took, counted in the after capture
         self.steady_whole = False
+        self.staging_xid: int | None = None
         self._swept = False  # what killed runs left is removed once, before a server starts
         self._sizes_before: dict[int, Table] = {}  # without a reference: staging's, at baseline
         if config.performance:

@@ -29,7 +29,7 @@ from pytest_dbgate.migrations.outcomes import Outcome, Status
 from pytest_dbgate.migrations.parse import Migration
 from pytest_dbgate.observe.timeline import BlockedProbe, HeldLock, LockReport, MigrationWait
 from pytest_dbgate.pg.connections import Conn
-from pytest_dbgate.pg.databases import MARKER
+from pytest_dbgate.pg.databases import MARKER, regex_literal
 
 PREFIX = f"{MARKER}: restore point "
 FORMAT = 1
@@ -40,12 +40,23 @@ def point_name(dbname: str, index: int) -> str:
     return f"{dbname[:48]}_point{index:04d}"
 
 
+def points_pattern(dbname: str) -> str:
+    """Every point's name, as a regular expression (see pg.databases.sweep_half_made)."""
+    return "^" + regex_literal(f"{dbname[:48]}_point") + "[0-9]{4}"
+
+
 def chain(base: str, migrations: Sequence[Migration]) -> list[str]:
     """The key of each point: ``base`` and every migration's checksum up to it, in order."""
     keys: list[str] = []
     digest = hashlib.sha256(base.encode())
     for migration in migrations:
-        digest.update(f"\0{migration.version}\0{migration.checksum}".encode())
+        # What runs, not only the file's bytes: the same file read in another layout, or with
+        # another transaction mode, applies other statements, another way.
+        ran = ",".join(s.short_digest for s in migration.statements)
+        digest.update(
+            f"\0{migration.version}\0{migration.checksum}\0{migration.layout}"
+            f"\0{migration.transaction_mode}\0{ran}".encode()
+        )
         keys.append(digest.copy().hexdigest()[:32])
     return keys
 
@@ -129,9 +140,15 @@ def _named_as_points(conn: Conn, dbname: str) -> list[tuple[str, str]]:
 
 def usable_point(points: dict[int, tuple[str, Point]], keys: Sequence[str]) -> int:
     """The point after the last unchanged migration: the highest one made for exactly this key
-    chain (its key covers every migration up to it); 0 when there is none."""
+    chain (its key covers every migration up to it); 0 when there is none. A point prepared for
+    the after phase (vacuumed, compacted) serves only as the last: a migration after it must meet
+    the tables as the migrations before it left them, dead rows and all, as on production."""
     return max(
-        (i for i, (_, p) in points.items() if i <= len(keys) and p.key == keys[i - 1]),
+        (
+            i
+            for i, (_, p) in points.items()
+            if i <= len(keys) and p.key == keys[i - 1] and (p.steady is None or i == len(keys))
+        ),
         default=0,
     )
 

@@ -18,7 +18,12 @@ from pytest_dbgate.migrations.outcomes import Outcome
 from pytest_dbgate.migrations.parse import Migration
 from pytest_dbgate.observe.timeline import LockReport
 from pytest_dbgate.performance.compaction import Compacted
-from pytest_dbgate.pg.databases import create_gate_database, drop_gate_database
+from pytest_dbgate.pg.databases import (
+    committed_since,
+    create_gate_database,
+    drop_gate_database,
+    sweep_half_made,
+)
 from pytest_dbgate.refresh.cache import cache_name
 from pytest_dbgate.staging.points import (
     Found,
@@ -29,6 +34,7 @@ from pytest_dbgate.staging.points import (
     comment_on,
     outcome_document,
     point_name,
+    points_pattern,
     read_points,
     report_document,
     report_from,
@@ -84,6 +90,7 @@ class RestorePoints(GatePart):
     # The tables compacted in the steady point this run resumed from (see steady_for_point);
     # None when it resumed from none, or from one made before the after phase's preparation.
     resumed_steady: list[Compacted] | None
+    staging_xid: int | None  # the server's next transaction number when the copy was made
     steady_points: dict[int, list[dict[str, object]]]  # the steady points this run made
 
     def staging_server(self) -> Database:
@@ -125,6 +132,7 @@ class RestorePoints(GatePart):
                     cache_name(snapshot.staging.dbname),
                     # To the second, as the cached snapshot's comment keeps it.
                     snapshot.taken_at.isoformat(timespec="seconds") if snapshot.taken_at else None,
+                    snapshot.cache_key,
                 ],
                 "server": self.staging_server().identity.version_num,
                 "migration_timeout": cfg.migration_timeout_s,
@@ -151,6 +159,10 @@ class RestorePoints(GatePart):
             self.no_points = "no snapshot cache"
         elif self.staging_server().throwaway:
             self.no_points = "the staging server is thrown away when the run ends"
+        else:
+            self.no_points = self._before_phase_wrote()
+            if self.no_points:
+                self.progress(f"no restore points in this run: {self.no_points}")
         if self.config.restore_points == "off":
             self._drop_points("dbgate_restore_points = off")
         if not self.points_kept():
@@ -160,6 +172,7 @@ class RestorePoints(GatePart):
         where = staging.endpoint.display()
         for name in stray_points(staging.conn, dbname):
             drop_gate_database(staging.conn, name, where)
+        sweep_half_made(staging.conn, points_pattern(dbname))
         points = read_points(staging.conn, dbname)
         keys = self.point_keys = self._point_keys()
         usable = usable_point(points, keys)
@@ -212,12 +225,32 @@ class RestorePoints(GatePart):
         )
         return outcomes
 
+    def _before_phase_wrote(self) -> str:
+        """Why the staging copy may not be what a point expects, or ``""``: the before phase ran
+        on it first, and what it committed (your before-tests, the test command) a point made
+        now would keep, and a point an earlier run made would lack. Told from the transactions
+        committed on the staging server since the copy was made (a rolled-back test leaves
+        none; another session writing elsewhere on that server counts too: no points then)."""
+        if self.staging_xid is None:
+            return "when the staging copy was made is not known"
+        committed = committed_since(self.staging_server().conn, self.staging_xid)
+        if committed == 0:
+            return ""
+        many = "many" if committed is None else str(committed)
+        return (
+            f"{many} transaction(s) committed on the staging server since the copy was made "
+            "(your before-tests or test command wrote to staging, or another session on that "
+            "server wrote): a point would not hold what the before phase leaves; roll back what "
+            "the before phase writes (the dbgate_db fixture does) to get them back"
+        )
+
     def _drop_points(self, why: str) -> None:
         """Points an earlier run kept, when this one keeps none: their disk is given back."""
         staging = self.staging_server()
         dbname = self.snapshot().staging.dbname
         names = [n for n, _ in read_points(staging.conn, dbname).values()]
         names += stray_points(staging.conn, dbname)
+        sweep_half_made(staging.conn, points_pattern(dbname))
         if not names:
             return
         size = total_bytes(staging.conn, names)
