@@ -275,3 +275,44 @@ def test_a_staging_server_without_pg_stat_statements_says_how_to_preload_it(
         ]
     )
     assert "Traceback" not in result.stdout.str()
+
+
+@pytest.fixture
+def mixed_case_perf(project: Project, mixed_case_db: Endpoint, staging_server: Endpoint) -> Project:
+    """tests/projects/mixed_case with its workload, restore points on; add a release."""
+    shutil.copy(PROJECTS / "mixed_case" / "perf" / "workload.sql", project.path / "workload.sql")
+    project.ini(dbgate_workload="workload.sql", dbgate_restore_points="on")
+    return project.against(mixed_case_db, staging_server)
+
+
+def test_a_backfill_of_a_quoted_table_is_compacted_and_passes_again_from_its_point(
+    mixed_case_perf: Project,
+) -> None:
+    mixed_case_perf.migrations(PROJECTS / "mixed_case" / "perf" / "backfill")
+    first = mixed_case_perf.run("-s", "--dbgate-refresh")
+    assert first.ret == 0, first.stdout.str()
+    assert "VACUUM FULL on public.Document: " in first.stdout.str()
+    again = mixed_case_perf.run("-s")
+    assert again.ret == 0, again.stdout.str()
+    out = again.stdout.str()
+    assert "nothing left to apply" in out
+    assert "as the run that made it left it: not again" in out
+    assert "VACUUM" not in out
+    passed(again, "a_document")
+
+
+def test_a_dropped_key_of_a_quoted_table_fails_again_from_its_point(
+    mixed_case_perf: Project,
+) -> None:
+    mixed_case_perf.migrations(PROJECTS / "mixed_case" / "perf" / "dropped_key")
+    for args in (("--dbgate-refresh",), ()):
+        result = mixed_case_perf.run("-s", *args)
+        assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()
+        result.stdout.fnmatch_lines(
+            [
+                "*_ performance: query[[]a_document[]] _*",
+                "workload query a_document is slower after the migrations: * → * ms *",
+            ]
+        )
+        passed(result, "a_row_of_my_table")
+    assert "nothing left to apply" in result.stdout.str()
