@@ -97,7 +97,7 @@ class Performance:
             assert self._connect is not None
             conn = self._connect()
             try:
-                _ensure_extension(conn)
+                ensure_extension(conn)
             except PerformanceError as error:
                 self._error = error
                 raise
@@ -208,7 +208,8 @@ class Performance:
             self._conn = None
 
 
-def _ensure_extension(conn: Conn) -> None:
+def ensure_extension(conn: Conn) -> None:
+    """pg_stat_statements readable in the database of ``conn``, created if it is missing."""
     try:
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         # LIMIT 0 would be planned away without reading the view; one row makes it check.

@@ -91,7 +91,7 @@ def create_gate_database(
     quicker than writing every block to the WAL where a checkpoint costs little (the embedded
     servers, which run without fsync)."""
     drop_gate_database(conn, dbname, where)
-    sweep_half_made(conn, dbname)
+    sweep_half_made(conn, regex_literal(dbname[:52]))
     # Made under a name of its own, marked, then renamed: a run killed while the server copies
     # (which it finishes even when the client is gone) leaves a database only that name can
     # belong to, which the next run sweeps; never one under the final name that carries no
@@ -140,12 +140,11 @@ def create_gate_database(
 HALF_MADE = "_tmp"
 
 
-def sweep_half_made(conn: psycopg.Connection[tuple[object, ...]], final: str) -> list[str]:
-    """Drop the databases killed runs left half-made on their way to be ``final`` (a regular
-    expression when it starts with ``^``, else the name itself): their names, a gate database's
-    name and a random suffix, are the gate's alone, and the gate lock keeps a live run of the
-    same target from making one meanwhile."""
-    pattern = final[1:] if final.startswith("^") else regex_literal(final[:52])
+def sweep_half_made(conn: psycopg.Connection[tuple[object, ...]], pattern: str) -> list[str]:
+    """Drop the databases killed runs left half-made on their way to a name ``pattern`` (a
+    regular expression, see :func:`regex_literal`) matches: their names, a gate database's name
+    and a random suffix, are the gate's alone, and the gate lock keeps a live run of the same
+    target from making one meanwhile."""
     rows = conn.execute(
         "SELECT datname FROM pg_database WHERE datname ~ %s",
         (f"^{pattern}{HALF_MADE}[0-9a-f]{{6}}$",),

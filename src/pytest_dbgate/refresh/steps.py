@@ -12,14 +12,13 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-import psycopg
-
 from pytest_dbgate.config.model import GateConfig
 from pytest_dbgate.core.commands import run_command
 from pytest_dbgate.core.errors import DbgateError, ProvisioningError, SafetyError
 from pytest_dbgate.core.record import format_period
 from pytest_dbgate.core.results import Progress
 from pytest_dbgate.core.run import Database
+from pytest_dbgate.performance.capture import ensure_extension
 from pytest_dbgate.performance.reference import Reference
 from pytest_dbgate.pg.binaries import PgBinaries, client_for
 from pytest_dbgate.pg.connections import Endpoint, connect, connection
@@ -203,8 +202,8 @@ class Refreshing:
         if self.config.performance:
             try:
                 with connection(copy, "staging", self.config.staging_url_setting) as conn:
-                    conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-            except (psycopg.Error, DbgateError):
+                    ensure_extension(conn)
+            except DbgateError:
                 pass  # the performance stage says why when it starts
         self.staging_xid = next_xid(self.staging_server().conn)
 

@@ -35,14 +35,20 @@ PREFIX = f"{MARKER}: restore point "
 FORMAT = 1
 
 
+def _prefix(dbname: str) -> str:
+    # Short enough that a point's name (prefix and four digits, at most 52 characters) is never
+    # cut when a half-made copy of it is named (see pg.databases.create_gate_database).
+    return f"{dbname[:42]}_point"
+
+
 def point_name(dbname: str, index: int) -> str:
     """The database holding the state after migration ``index`` (1-based)."""
-    return f"{dbname[:48]}_point{index:04d}"
+    return f"{_prefix(dbname)}{index:04d}"
 
 
 def points_pattern(dbname: str) -> str:
     """Every point's name, as a regular expression (see pg.databases.sweep_half_made)."""
-    return "^" + regex_literal(f"{dbname[:48]}_point") + "[0-9]{4}"
+    return regex_literal(_prefix(dbname)) + "[0-9]{4}"
 
 
 def chain(base: str, migrations: Sequence[Migration]) -> list[str]:
@@ -93,7 +99,13 @@ class Point:
     steady: list[dict[str, object]] | None = None
 
     def comment(self) -> str:
-        return PREFIX + json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
+        return f"{MARKER}: {self.description()}"
+
+    def description(self) -> str:
+        """The comment after the gate's mark: what a database made as this point carries."""
+        return PREFIX[len(MARKER) + 2 :] + json.dumps(
+            asdict(self), separators=(",", ":"), sort_keys=True
+        )
 
     @classmethod
     def parse(cls, comment: str) -> Point | None:
@@ -133,7 +145,7 @@ def _named_as_points(conn: Conn, dbname: str) -> list[tuple[str, str]]:
     rows = conn.execute(
         "SELECT datname, coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database"
         " WHERE starts_with(datname, %s)",
-        (f"{dbname[:48]}_point",),
+        (_prefix(dbname),),
     ).fetchall()
     return [(str(name), str(comment)) for name, comment in rows]
 

@@ -155,6 +155,7 @@ class RestorePoints(GatePart):
         self.run_started = datetime.now(UTC).isoformat(timespec="seconds")
         if self.config.restore_points == "off":
             self.no_points = "dbgate_restore_points = off"
+            self._drop_points(self.no_points)
         elif self.reference is None or self.config.migrate_command is not None:
             self.no_points = "no snapshot cache"
         elif self.staging_server().throwaway:
@@ -163,16 +164,12 @@ class RestorePoints(GatePart):
             self.no_points = self._before_phase_wrote()
             if self.no_points:
                 self.progress(f"no restore points in this run: {self.no_points}")
-        if self.config.restore_points == "off":
-            self._drop_points("dbgate_restore_points = off")
         if not self.points_kept():
             return []
         staging = self.staging_server()
         dbname = self.snapshot().staging.dbname
         where = staging.endpoint.display()
-        for name in stray_points(staging.conn, dbname):
-            drop_gate_database(staging.conn, name, where)
-        sweep_half_made(staging.conn, points_pattern(dbname))
+        self._drop_leftovers()
         points = read_points(staging.conn, dbname)
         keys = self.point_keys = self._point_keys()
         usable = usable_point(points, keys)
@@ -244,18 +241,26 @@ class RestorePoints(GatePart):
             "the before phase writes (the dbgate_db fixture does) to get them back"
         )
 
+    def _drop_leftovers(self) -> list[str]:
+        """Drop what killed runs left of points (none can be resumed from); their names."""
+        staging = self.staging_server()
+        dbname = self.snapshot().staging.dbname
+        strays = stray_points(staging.conn, dbname)
+        for name in strays:
+            drop_gate_database(staging.conn, name, staging.endpoint.display())
+        return strays + sweep_half_made(staging.conn, points_pattern(dbname))
+
     def _drop_points(self, why: str) -> None:
         """Points an earlier run kept, when this one keeps none: their disk is given back."""
         staging = self.staging_server()
         dbname = self.snapshot().staging.dbname
         names = [n for n, _ in read_points(staging.conn, dbname).values()]
-        names += stray_points(staging.conn, dbname)
-        sweep_half_made(staging.conn, points_pattern(dbname))
-        if not names:
-            return
         size = total_bytes(staging.conn, names)
         for name in names:
             drop_gate_database(staging.conn, name, staging.endpoint.display())
+        names += self._drop_leftovers()
+        if not names:
+            return
         self.progress(
             f"dropped the {len(names)} restore point(s) an earlier run kept ({size / 1e6:,.1f} "
             f"MB): {why}"
@@ -271,7 +276,8 @@ class RestorePoints(GatePart):
             # A point holds what every migration up to it found, those this run did not apply
             # (the copy had them already) included.
             for earlier, done in enumerate(self.runner().outcomes_so_far[: index - 1], start=1):
-                self.found.setdefault(earlier, self._found(done))
+                if earlier not in self.found:  # once each, not at every later point
+                    self.found[earlier] = self._found(done)
             self.found[index] = self._found(outcome)
             since = time.monotonic() - self.last_point
             if index == len(self.migrations):
@@ -309,9 +315,9 @@ class RestorePoints(GatePart):
                     staging.endpoint.display(),
                     "UTF8",
                     template=dbname,
+                    comment=point.description(),  # a point under its name is a whole one
                     file_copy=staging.embedded,
                 )
-                comment_on(staging.conn, name, point)
             except psycopg.Error as exc:
                 why = str(exc).strip().splitlines()[0]
         if why:
